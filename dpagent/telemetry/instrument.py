@@ -1,0 +1,468 @@
+"""``instrument`` and ``OperationTimer``: the one wrapper around an operation.
+
+Everything that can be decided once is decided at decoration: the wrapper kind
+(function, coroutine, generator, async generator), the metric children (so the
+success and failure series exist at 0 from that moment), the span name and the
+static attributes. A call then does: clock, gauge, optional span, the user's code,
+clock, counter, histogram (with an exemplar when the span is sampled), gauges,
+and a log record for failures.
+
+Telemetry never breaks the instrumented code: a failure inside dpagent is logged
+once on the ``dpagent.telemetry`` logger and the call goes on; the user's own
+exception is re-raised with a bare ``raise``, the same object with its traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import inspect
+import logging
+import time
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from types import TracebackType
+from typing import Any, TypeVar, cast
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode, TracerProvider
+from prometheus_client import CollectorRegistry
+
+from . import logs
+from .metrics import BoundOperation, get_metrics, validate_name
+from .tracing import get_tracer, metadata_attributes, tracing_enabled
+
+__all__ = ["OperationTimer", "current_operation", "instrument", "record_failure"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_internal_log = logging.getLogger("dpagent.telemetry")
+_clock = time.perf_counter
+_wall = time.time
+
+_current: contextvars.ContextVar[_Call | None] = contextvars.ContextVar(
+    "dpagent_current_operation", default=None
+)
+
+
+class _Call:
+    """The state of one running operation."""
+
+    __slots__ = (
+        "context_token",
+        "current_token",
+        "duration",
+        "error_message",
+        "error_type",
+        "outcome",
+        "site",
+        "span",
+        "start",
+    )
+
+    def __init__(self, site: _Site, span: Span | None) -> None:
+        self.site = site
+        self.span = span
+        self.error_type: str | None = None
+        self.error_message: str | None = None
+        self.outcome: str | None = None
+        self.duration: float | None = None
+        self.context_token: object = None
+        self.current_token: contextvars.Token[_Call | None] | None = None
+        self.start = _clock()
+
+    def activate(self) -> None:
+        """Make this operation (and its span) current in this context."""
+        self.current_token = _current.set(self)
+        if self.span is not None:
+            self.context_token = otel_context.attach(trace.set_span_in_context(self.span))
+
+    def deactivate(self) -> None:
+        if self.context_token is not None:
+            # Detaching in another context fails; OTel already logs that.
+            with contextlib.suppress(Exception):
+                otel_context.detach(cast(Any, self.context_token))
+            self.context_token = None
+        if self.current_token is not None:
+            try:
+                _current.reset(self.current_token)
+            except ValueError:  # token from another context (a moved generator)
+                _current.set(None)
+            self.current_token = None
+
+    def mark_failure(self, error_type: str, message: str | None = None) -> None:
+        self.error_type = error_type
+        self.error_message = message
+
+
+class _Site:
+    """One instrumented ``(agent, operation)``: what every call shares."""
+
+    def __init__(
+        self,
+        agent: str,
+        operation: str,
+        metadata: Mapping[str, Any] | None,
+        registry: CollectorRegistry | None,
+        tracer_provider: TracerProvider | None,
+    ) -> None:
+        self.agent = validate_name("agent", agent)
+        self.operation = validate_name("operation", operation)
+        self.span_name = f"{agent}.{operation}"
+        self.attributes = {
+            **metadata_attributes(metadata),
+            "dpagent.agent": agent,
+            "dpagent.operation": operation,
+        }
+        self.metrics: BoundOperation = get_metrics(registry).bind(agent, operation)
+        self.tracer_provider = tracer_provider
+        self.tracer = get_tracer(tracer_provider)
+        self._complained = False
+
+    def begin(self, metadata: Mapping[str, Any] | None = None) -> _Call:
+        span: Span | None = None
+        try:
+            self.metrics.in_progress.inc()
+            if tracing_enabled(self.tracer_provider):
+                attributes = self.attributes
+                if metadata:
+                    attributes = {**metadata_attributes(metadata), **attributes}
+                span = self.tracer.start_span(self.span_name, attributes=attributes)
+        except Exception:
+            self._complain("starting")
+        return _Call(self, span)
+
+    def end(self, call: _Call, exc: BaseException | None) -> None:
+        """Record the outcome; never raises."""
+        duration = max(_clock() - call.start, 0.0)
+        call.duration = duration
+        try:
+            if exc is not None and not isinstance(exc, GeneratorExit):
+                call.error_type = type(exc).__name__
+                call.error_message = str(exc)
+            failed = call.error_type is not None
+            call.outcome = "failure" if failed else "success"
+            metrics = self.metrics
+            (metrics.failure if failed else metrics.success).inc()
+            span = call.span
+            exemplar = None
+            if span is not None:
+                span_context = span.get_span_context()
+                if span_context.trace_flags.sampled:
+                    exemplar = {
+                        "trace_id": format(span_context.trace_id, "032x"),
+                        "span_id": format(span_context.span_id, "016x"),
+                    }
+            metrics.duration.observe(duration, exemplar)
+            metrics.in_progress.dec()
+            if failed:
+                metrics.error(cast(str, call.error_type)).inc()
+            else:
+                metrics.last_success.set(_wall())
+            if span is not None:
+                span.set_attribute("dpagent.outcome", call.outcome)
+                if failed:
+                    if exc is not None:
+                        span.record_exception(exc)
+                    span.set_status(Status(StatusCode.ERROR, call.error_message or call.error_type))
+            # Logged while the span is still current, so the record carries its ids.
+            logs.operation_finished(
+                self.agent, self.operation, call.outcome, duration,
+                call.error_type, call.error_message, exc,
+            )  # fmt: skip
+            if span is not None:
+                span.end()
+        except Exception:
+            self._complain("recording")
+
+    def _complain(self, what: str) -> None:
+        # Once per site: a broken exporter must not flood the application's logs.
+        if not self._complained:
+            self._complained = True
+            _internal_log.warning(
+                "dpagent: %s telemetry for %s failed; the operation itself is unaffected",
+                what,
+                self.span_name,
+                exc_info=True,
+            )
+
+
+def instrument(
+    agent: str,
+    operation: str,
+    *,
+    metadata: Mapping[str, Any] | None = None,
+    registry: CollectorRegistry | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> Callable[[F], F]:
+    """Decorate a function, coroutine function, generator or async generator.
+
+    Each call emits a span ``{agent}.{operation}``, the ``dpagent_*`` metrics and,
+    on failure, one ERROR log record with the span's trace id. ``metadata`` is
+    added to every span as attributes (never as metric labels). Inside the call,
+    :func:`record_failure` marks the operation failed without raising.
+    """
+    site = _Site(agent, operation, metadata, registry, tracer_provider)
+
+    def decorate(func: F) -> F:
+        if inspect.isasyncgenfunction(func):
+            wrapper: Callable[..., Any] = _wrap_async_generator(func, site)
+        elif inspect.isgeneratorfunction(func):
+            wrapper = _wrap_generator(func, site)
+        elif inspect.iscoroutinefunction(func):
+            wrapper = _wrap_coroutine(func, site)
+        else:
+            wrapper = _wrap_function(func, site)
+        return cast(F, functools.wraps(func)(wrapper))
+
+    return decorate
+
+
+def _wrap_function(func: Callable[..., Any], site: _Site) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        call = site.begin()
+        call.activate()
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as exc:
+            site.end(call, exc)
+            call.deactivate()
+            raise
+        site.end(call, None)
+        call.deactivate()
+        return result
+
+    return wrapper
+
+
+def _wrap_coroutine(func: Callable[..., Any], site: _Site) -> Callable[..., Any]:
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        call = site.begin()
+        call.activate()
+        try:
+            result = await func(*args, **kwargs)
+        except BaseException as exc:
+            site.end(call, exc)
+            call.deactivate()
+            raise
+        site.end(call, None)
+        call.deactivate()
+        return result
+
+    return wrapper
+
+
+def _wrap_generator(func: Callable[..., Generator[Any, Any, Any]], site: _Site) -> Any:
+    # The operation spans the whole iteration, but its span is current only while
+    # the generator's own code runs: between yields the consumer's code runs, and
+    # spans it starts must not become children of ours.
+    def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+        call = site.begin()
+        call.activate()
+        try:
+            gen = func(*args, **kwargs)
+            item = next(gen)
+        except StopIteration as stop:
+            site.end(call, None)
+            call.deactivate()
+            return stop.value
+        except BaseException as exc:
+            site.end(call, exc)
+            call.deactivate()
+            raise
+        call.deactivate()
+        while True:
+            try:
+                sent = yield item
+            except GeneratorExit as exit_:
+                call.activate()
+                try:
+                    gen.close()
+                except BaseException as exc:
+                    site.end(call, exc)
+                    call.deactivate()
+                    raise
+                site.end(call, exit_)  # closed early by the consumer: not a failure
+                call.deactivate()
+                raise
+            except BaseException as thrown:
+                step: Callable[[], Any] = functools.partial(gen.throw, thrown)
+            else:
+                step = functools.partial(gen.send, sent)
+            call.activate()
+            try:
+                item = step()
+            except StopIteration as stop:
+                site.end(call, None)
+                call.deactivate()
+                return stop.value
+            except BaseException as exc:
+                site.end(call, exc)
+                call.deactivate()
+                raise
+            call.deactivate()
+
+    return wrapper
+
+
+def _wrap_async_generator(func: Callable[..., AsyncGenerator[Any, Any]], site: _Site) -> Any:
+    async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        call = site.begin()
+        call.activate()
+        try:
+            agen = func(*args, **kwargs)
+            item = await agen.__anext__()
+        except StopAsyncIteration:
+            site.end(call, None)
+            call.deactivate()
+            return
+        except BaseException as exc:
+            site.end(call, exc)
+            call.deactivate()
+            raise
+        call.deactivate()
+        while True:
+            try:
+                sent = yield item
+            except GeneratorExit as exit_:
+                call.activate()
+                try:
+                    await agen.aclose()
+                except BaseException as exc:
+                    site.end(call, exc)
+                    call.deactivate()
+                    raise
+                site.end(call, exit_)
+                call.deactivate()
+                raise
+            except BaseException as thrown:
+                step: Callable[[], Any] = functools.partial(agen.athrow, thrown)
+            else:
+                step = functools.partial(agen.asend, sent)
+            call.activate()
+            try:
+                item = await step()
+            except StopAsyncIteration:
+                site.end(call, None)
+                call.deactivate()
+                return
+            except BaseException as exc:
+                site.end(call, exc)
+                call.deactivate()
+                raise
+            call.deactivate()
+
+    return wrapper
+
+
+_SITES: dict[tuple[str, str, int, int], _Site] = {}
+# OperationTimer names may be built from data at run time; the metric labels are
+# capped in metrics.py, and this cache is capped so it cannot grow either.
+_MAX_CACHED_SITES = 10_000
+
+
+def _site_for(
+    agent: str,
+    operation: str,
+    registry: CollectorRegistry | None,
+    tracer_provider: TracerProvider | None,
+) -> _Site:
+    key = (agent, operation, id(registry), id(tracer_provider))
+    site = _SITES.get(key)
+    if site is None or site.metrics is not get_metrics(registry).bind(agent, operation):
+        site = _Site(agent, operation, None, registry, tracer_provider)
+        if len(_SITES) < _MAX_CACHED_SITES:
+            _SITES[key] = site
+    return site
+
+
+class OperationTimer:
+    """``instrument`` as a context manager, for ``with`` and ``async with``.
+
+    >>> with OperationTimer("image_sourcing", "download", {"sku": "ABC-1"}) as op:
+    ...     if not images:
+    ...         op.mark_failure("NoImageFound")
+
+    After the block, ``duration`` (seconds) and ``success`` are set.
+    """
+
+    def __init__(
+        self,
+        agent: str,
+        operation: str,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        registry: CollectorRegistry | None = None,
+        tracer_provider: TracerProvider | None = None,
+    ) -> None:
+        self.agent = agent
+        self.operation = operation
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        self._site = _site_for(agent, operation, registry, tracer_provider)
+        self._call: _Call | None = None
+        self.duration: float | None = None
+        self.success: bool | None = None
+
+    def __enter__(self) -> OperationTimer:
+        self._call = self._site.begin(self.metadata)
+        self._call.activate()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        call = self._call
+        if call is None:
+            return
+        self._site.end(call, exc)
+        call.deactivate()
+        self.duration = call.duration
+        self.success = call.outcome == "success"
+        self._call = None
+
+    async def __aenter__(self) -> OperationTimer:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    def mark_failure(self, error_type: str = "Failure", message: str | None = None) -> None:
+        """Count this operation as failed without raising (e.g. "no image found")."""
+        if self._call is not None:
+            self._call.mark_failure(error_type, message)
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        """Add one attribute to the operation's span (never a metric label)."""
+        self.metadata[key] = value
+        call = self._call
+        if call is not None and call.span is not None:
+            for name, coerced in metadata_attributes({key: value}).items():
+                call.span.set_attribute(name, coerced)
+
+
+def current_operation() -> _Call | None:
+    """The innermost running instrumented operation in this context, if any."""
+    return _current.get()
+
+
+def record_failure(error_type: str = "Failure", message: str | None = None) -> bool:
+    """Mark the current instrumented operation failed without raising.
+
+    For results that are failures without being errors ("no image found"). The
+    operation is counted with ``outcome="failure"`` and ``error_type``, and its
+    span gets ERROR status. Returns False (and does nothing) outside one.
+    """
+    call = _current.get()
+    if call is None:
+        return False
+    call.mark_failure(error_type, message)
+    return True

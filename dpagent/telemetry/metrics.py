@@ -1,0 +1,263 @@
+"""Metric families, buckets and the label guard, on an injectable registry.
+
+The hot path talks to prometheus_client directly: children are resolved once per
+``(agent, operation)`` and cached in :class:`OperationMetrics`, so a call does one
+counter ``inc``, one histogram ``observe`` and the gauge updates, nothing else.
+
+Nothing is registered at import time. :func:`get_metrics` builds the families for
+a registry the first time it is asked for one; tests pass a fresh
+``CollectorRegistry()`` and get a fresh set.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+from .. import __version__
+
+__all__ = [
+    "DEFAULT_MAX_AGENTS",
+    "DEFAULT_MAX_ERROR_TYPES",
+    "DEFAULT_MAX_OPERATIONS_PER_AGENT",
+    "DURATION_BUCKETS",
+    "OTHER",
+    "BoundOperation",
+    "LabelGuard",
+    "OperationMetrics",
+    "get_metrics",
+    "validate_name",
+]
+
+# Each agent's max_duration (thresholds.py) is an exact boundary here, so the
+# slow-operation alert reads the `le` bucket at the threshold; a test pins that.
+DURATION_BUCKETS: tuple[float, ...] = (
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 45, 60, 90, 120, 300, 600,
+)  # fmt: skip
+
+OTHER = "other"
+DEFAULT_MAX_ERROR_TYPES = 50
+DEFAULT_MAX_OPERATIONS_PER_AGENT = 200
+DEFAULT_MAX_AGENTS = 100
+# Longer label values are cut: a 10 kB exception class name is still one series,
+# but nobody should have to scroll through it in Grafana.
+MAX_LABEL_LENGTH = 120
+
+
+def validate_name(kind: str, value: object) -> str:
+    """Check a code-declared label value (agent or operation); clear error if bad."""
+    if not isinstance(value, str):
+        raise TypeError(f"dpagent: {kind} must be a str, got {type(value).__name__}: {value!r}")
+    if not value.strip():
+        raise ValueError(f"dpagent: {kind} must be a non-empty string, got {value!r}")
+    if len(value) > MAX_LABEL_LENGTH:
+        raise ValueError(
+            f"dpagent: {kind} is {len(value)} characters long, the limit is {MAX_LABEL_LENGTH}"
+        )
+    return value
+
+
+class LabelGuard:
+    """Admits at most ``limit`` distinct values; later ones become ``other``.
+
+    Every folded value is counted in ``dpagent_label_values_folded_total{label}``
+    so an operator can see that the cap is being hit and raise it.
+    """
+
+    def __init__(self, label: str, limit: int, folded: Counter) -> None:
+        if limit < 1:
+            raise ValueError(f"dpagent: the {label} cap must be >= 1, got {limit}")
+        self._label = label
+        self._limit = limit
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+        self._folded = folded.labels(label)
+
+    def admit(self, value: str) -> str:
+        value = value[:MAX_LABEL_LENGTH] or "unknown"
+        if value in self._seen:  # the common case takes no lock
+            return value
+        with self._lock:
+            if value in self._seen:
+                return value
+            if len(self._seen) < self._limit:
+                self._seen.add(value)
+                return value
+        self._folded.inc()
+        return OTHER
+
+
+@dataclass
+class BoundOperation:
+    """The metric children of one ``(agent, operation)``, resolved once."""
+
+    agent: str
+    operation: str
+    success: Any
+    failure: Any
+    duration: Any
+    in_progress: Any
+    last_success: Any
+    _errors: Counter = field(repr=False)
+    _error_guard: LabelGuard = field(repr=False)
+    _error_children: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def error(self, error_type: str) -> Any:
+        """The errors counter child for ``error_type``, bounded by the guard."""
+        child = self._error_children.get(error_type)
+        if child is None:
+            label = self._error_guard.admit(error_type)
+            child = self._errors.labels(self.agent, self.operation, label)
+            if label != OTHER:
+                # Cache folded names under "other" lookups only; caching every
+                # folded name would itself be unbounded memory.
+                self._error_children[error_type] = child
+        return child
+
+
+class OperationMetrics:
+    """The contract's metric families, registered on one registry."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry = REGISTRY,
+        *,
+        max_error_types: int = DEFAULT_MAX_ERROR_TYPES,
+        max_operations_per_agent: int = DEFAULT_MAX_OPERATIONS_PER_AGENT,
+        max_agents: int = DEFAULT_MAX_AGENTS,
+        buckets: tuple[float, ...] = DURATION_BUCKETS,
+    ) -> None:
+        self.registry = registry
+        self.max_error_types = max_error_types
+        self.operations = Counter(
+            "dpagent_operations",
+            "Operations finished, by outcome (success or failure).",
+            ["agent", "operation", "outcome"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "dpagent_operation_duration_seconds",
+            "Wall-clock duration of operations, successful or not.",
+            ["agent", "operation"],
+            buckets=buckets,
+            registry=registry,
+        )
+        self.errors = Counter(
+            "dpagent_operation_errors",
+            "Failed operations by error type (exception class name, capped per operation).",
+            ["agent", "operation", "error_type"],
+            registry=registry,
+        )
+        # In multiprocess mode each worker has its own gauge file: in-progress
+        # operations add up across live workers, the last success is the most
+        # recent any worker saw, and build info is the same everywhere.
+        self.in_progress = Gauge(
+            "dpagent_operations_in_progress",
+            "Operations currently running.",
+            ["agent", "operation"],
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.last_success = Gauge(
+            "dpagent_last_success_timestamp_seconds",
+            "Unix time of the last successful operation.",
+            ["agent", "operation"],
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.build_info = Gauge(
+            "dpagent_build_info",
+            "dpagent version; the value is always 1.",
+            ["version"],
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self.folded = Counter(
+            "dpagent_label_values_folded",
+            "Label values folded into 'other' because a cardinality cap was reached.",
+            ["label"],
+            registry=registry,
+        )
+        self.build_info.labels(__version__).set(1)
+        self._agent_guard = LabelGuard("agent", max_agents, self.folded)
+        self._operation_guards: dict[str, LabelGuard] = {}
+        self._max_operations = max_operations_per_agent
+        self._bound: dict[tuple[str, str], BoundOperation] = {}
+        self._lock = threading.Lock()
+
+    def bind(self, agent: str, operation: str) -> BoundOperation:
+        """Children for ``(agent, operation)``, created (at zero) on first use."""
+        bound = self._bound.get((agent, operation))
+        if bound is not None:
+            return bound
+        with self._lock:
+            bound = self._bound.get((agent, operation))
+            if bound is not None:
+                return bound
+            validate_name("agent", agent)
+            validate_name("operation", operation)
+            agent_label = self._agent_guard.admit(agent)
+            guard = self._operation_guards.get(agent_label)
+            if guard is None:
+                guard = LabelGuard("operation", self._max_operations, self.folded)
+                self._operation_guards[agent_label] = guard
+            op_label = guard.admit(operation)
+            bound = self._bound.get((agent_label, op_label))
+            if bound is None:
+                bound = self._make(agent_label, op_label)
+                self._bound[(agent_label, op_label)] = bound
+            if len(self._bound) < self._bound_cap():
+                self._bound[(agent, operation)] = bound
+            return bound
+
+    def _bound_cap(self) -> int:
+        # Distinct names that were folded into "other" are not cached, so the
+        # cache stays as bounded as the series it points to.
+        return self._agent_guard._limit * (self._max_operations + 1) + 1
+
+    def _make(self, agent: str, operation: str) -> BoundOperation:
+        # Both outcomes exist at 0 from the start, so success ratios and rate()
+        # work before the first failure ever happens.
+        return BoundOperation(
+            agent=agent,
+            operation=operation,
+            success=self.operations.labels(agent, operation, "success"),
+            failure=self.operations.labels(agent, operation, "failure"),
+            duration=self.duration.labels(agent, operation),
+            in_progress=self.in_progress.labels(agent, operation),
+            last_success=self.last_success.labels(agent, operation),
+            _errors=self.errors,
+            _error_guard=LabelGuard("error_type", self.max_error_types, self.folded),
+        )
+
+
+_BY_REGISTRY: weakref.WeakKeyDictionary[CollectorRegistry, OperationMetrics] = (
+    weakref.WeakKeyDictionary()
+)
+_BY_REGISTRY_LOCK = threading.Lock()
+_DEFAULT_OPTIONS: dict[str, int] = {}
+
+
+def set_default_limits(options: Mapping[str, int]) -> None:
+    """Limits used when a registry's families are first built (see ``configure``)."""
+    _DEFAULT_OPTIONS.update(options)
+
+
+def get_metrics(registry: CollectorRegistry | None = None) -> OperationMetrics:
+    """The families registered on ``registry`` (default: the global one)."""
+    registry = REGISTRY if registry is None else registry
+    metrics = _BY_REGISTRY.get(registry)
+    if metrics is None:
+        with _BY_REGISTRY_LOCK:
+            metrics = _BY_REGISTRY.get(registry)
+            if metrics is None:
+                metrics = OperationMetrics(
+                    registry, max_error_types=_DEFAULT_OPTIONS.get("max_error_types", 50)
+                )
+                _BY_REGISTRY[registry] = metrics
+    return metrics

@@ -1,0 +1,60 @@
+"""What counts as a secret, in one place: logs, span attributes and metadata use it.
+
+Values under secret-looking keys, and bearer/basic credentials inside free text,
+become ``[REDACTED]`` before they leave the process.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["REDACTED", "SECRET_KEY_PATTERN", "is_secret_key", "redact_text", "redact_value"]
+
+REDACTED = "[REDACTED]"
+
+# Matched against the whole key, case-insensitively, with - and _ treated alike:
+# "X-Auth-Token" (BigCommerce), "authorization", "api_key", "client_secret", ...
+SECRET_KEY_PATTERN = re.compile(
+    r"(^|[-_.])("
+    r"authorization|auth[-_]?token|access[-_]?token|refresh[-_]?token|token|"
+    r"password|passwd|pwd|secret|client[-_]?secret|api[-_]?key|apikey|"
+    r"private[-_]?key|cookie|set[-_]cookie|session[-_]?id|credentials?"
+    r")($|[-_.])",
+    re.IGNORECASE,
+)
+
+# "Bearer abc.def", "Authorization: Basic ...", "token=...", "api_key: ..." in text.
+_TEXT_PATTERNS = (
+    re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}"),
+    re.compile(
+        r"(?i)\b(x-auth-token|access_token|api[_-]?key|token|password|secret)"
+        r"(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&\"']+)"
+    ),
+)
+
+
+def is_secret_key(key: str) -> bool:
+    return SECRET_KEY_PATTERN.search(key) is not None
+
+
+def redact_text(text: str) -> str:
+    """Remove credentials embedded in free text (log messages, error strings)."""
+    if not text:
+        return text
+    text = _TEXT_PATTERNS[0].sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    return _TEXT_PATTERNS[1].sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+
+
+def redact_value(key: str, value: Any) -> Any:
+    """``value`` with secrets removed: whole value for secret keys, recursively."""
+    if is_secret_key(key):
+        return REDACTED
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, Mapping):
+        return {str(k): redact_value(str(k), v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_value(key, v) for v in value]
+    return value

@@ -1,0 +1,81 @@
+"""Spans through the OpenTelemetry API only; the SDK is the application's choice.
+
+:func:`get_tracer` returns a tracer from the given provider or the global one.
+Even the API's no-op tracer costs several microseconds per span, so
+:func:`tracing_enabled` lets the hot path skip span work entirely until an SDK
+provider is installed (by :func:`dpagent.telemetry.configure` or by the
+application itself).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import ProxyTracerProvider, Tracer, TracerProvider
+from opentelemetry.util.types import AttributeValue
+
+from .. import __version__
+from .redaction import REDACTED, is_secret_key
+
+__all__ = [
+    "INSTRUMENTATION_NAME",
+    "attribute_value",
+    "get_tracer",
+    "metadata_attributes",
+    "tracing_enabled",
+]
+
+INSTRUMENTATION_NAME = "dpagent.telemetry"
+MAX_ATTRIBUTE_LENGTH = 1024
+
+_NOOP_PROVIDERS: tuple[type, ...] = (ProxyTracerProvider, trace.NoOpTracerProvider)
+
+
+def tracing_enabled(provider: TracerProvider | None = None) -> bool:
+    """True when spans would be recorded somewhere (a non-no-op provider)."""
+    if provider is None:
+        provider = trace.get_tracer_provider()
+    return not isinstance(provider, _NOOP_PROVIDERS)
+
+
+def get_tracer(provider: TracerProvider | None = None) -> Tracer:
+    if provider is None:
+        return trace.get_tracer(INSTRUMENTATION_NAME, __version__)
+    return provider.get_tracer(INSTRUMENTATION_NAME, __version__)
+
+
+def attribute_value(value: object) -> AttributeValue:
+    """Coerce any value into something a span attribute accepts.
+
+    Metadata comes from user data; a dict or an object would otherwise be
+    dropped by the SDK with a warning on every call.
+    """
+    if isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, str):
+        return value[:MAX_ATTRIBUTE_LENGTH]
+    if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
+        items = list(value)
+        for kind in (bool, int, float, str):
+            if all(type(item) is kind for item in items):
+                return [
+                    item[:MAX_ATTRIBUTE_LENGTH] if isinstance(item, str) else item for item in items
+                ]
+    try:
+        text = repr(value)
+    except Exception:  # a broken __repr__ must not break the caller
+        text = f"<unrepresentable {type(value).__name__}>"
+    return text[:MAX_ATTRIBUTE_LENGTH]
+
+
+def metadata_attributes(metadata: Mapping[str, Any] | None) -> dict[str, AttributeValue]:
+    """``metadata`` as span attributes, keys as given and secrets redacted."""
+    if not metadata:
+        return {}
+    attributes: dict[str, AttributeValue] = {}
+    for key, value in metadata.items():
+        name = str(key)[:MAX_ATTRIBUTE_LENGTH]
+        attributes[name] = REDACTED if is_secret_key(name) else attribute_value(value)
+    return attributes
