@@ -123,17 +123,15 @@ def _resource(settings: Settings) -> Resource:
 
 
 def _sampler(settings: Settings) -> otel_sampling.Sampler:
-    ratio = float(settings.sampler_arg)
-    return {
-        "always_on": lambda: otel_sampling.ALWAYS_ON,
-        "always_off": lambda: otel_sampling.ALWAYS_OFF,
-        "traceidratio": lambda: otel_sampling.TraceIdRatioBased(ratio),
-        "parentbased_always_on": lambda: otel_sampling.ParentBased(otel_sampling.ALWAYS_ON),
-        "parentbased_always_off": lambda: otel_sampling.ParentBased(otel_sampling.ALWAYS_OFF),
-        "parentbased_traceidratio": lambda: otel_sampling.ParentBased(
-            otel_sampling.TraceIdRatioBased(ratio)
-        ),
-    }[settings.sampler]()
+    name: str = settings.sampler
+    root: otel_sampling.Sampler
+    if name.endswith("always_on"):
+        root = otel_sampling.ALWAYS_ON
+    elif name.endswith("always_off"):
+        root = otel_sampling.ALWAYS_OFF
+    else:
+        root = otel_sampling.TraceIdRatioBased(float(settings.sampler_arg))
+    return otel_sampling.ParentBased(root) if name.startswith("parentbased_") else root
 
 
 def _exporter(settings: Settings) -> SpanExporter | None:
