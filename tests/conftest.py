@@ -6,6 +6,7 @@ Server fixtures (real Prometheus, Alertmanager, Pushgateway) live in
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -31,3 +32,13 @@ def tracer_provider(span_exporter: InMemorySpanExporter) -> Iterator[TracerProvi
     provider.add_span_processor(SimpleSpanProcessor(span_exporter))
     yield provider
     provider.shutdown()
+
+
+@pytest.fixture
+def quiet_operation_logs() -> Iterator[None]:
+    """Silence the per-failure ERROR records in tests that fail thousands of calls."""
+    logger = logging.getLogger("dpagent.operations")
+    previous = logger.disabled
+    logger.disabled = True
+    yield
+    logger.disabled = previous

@@ -30,6 +30,7 @@ __all__ = [
     "BoundOperation",
     "LabelGuard",
     "OperationMetrics",
+    "clean_label_value",
     "get_metrics",
     "validate_name",
 ]
@@ -62,6 +63,14 @@ def validate_name(kind: str, value: object) -> str:
     return value
 
 
+def clean_label_value(value: str) -> str:
+    """A label value any exposition format can encode: short, valid UTF-8."""
+    value = value[:MAX_LABEL_LENGTH] or "unknown"
+    # Lone surrogates (from badly decoded input) would make every later scrape
+    # fail to encode; escape them instead.
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class LabelGuard:
     """Admits at most ``limit`` distinct values; later ones become ``other``.
 
@@ -79,9 +88,9 @@ class LabelGuard:
         self._folded = folded.labels(label)
 
     def admit(self, value: str) -> str:
-        value = value[:MAX_LABEL_LENGTH] or "unknown"
         if value in self._seen:  # the common case takes no lock
             return value
+        value = clean_label_value(value)
         with self._lock:
             if value in self._seen:
                 return value
