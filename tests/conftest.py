@@ -15,6 +15,15 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
+# Real Prometheus / Alertmanager / Pushgateway and a webhook receiver (see tests/servers.py).
+from servers import (  # noqa: F401
+    alertmanager_factory,
+    prometheus_factory,
+    pushgateway,
+    pushgateway_factory,
+    webhook_receiver,
+)
+
 
 @pytest.fixture
 def registry() -> CollectorRegistry:
