@@ -14,6 +14,16 @@ from .exposition import (
     start_metrics_server,
 )
 from .instrument import OperationTimer, current_operation, instrument, record_failure
+from .logs import (
+    SUCCESS,
+    DPAgentLogger,
+    LogContext,
+    LogQueue,
+    configure_worker_logging,
+    get_agent_logger,
+    get_main_logger,
+    log_queue,
+)
 from .metrics import DURATION_BUCKETS, OperationMetrics, get_metrics
 from .sdk import configure
 from .thresholds import PERFORMANCE_THRESHOLDS, THRESHOLDS, AgentThresholds
@@ -22,15 +32,23 @@ __all__ = [
     "DURATION_BUCKETS",
     "PERFORMANCE_THRESHOLDS",
     "SETTINGS",
+    "SUCCESS",
     "THRESHOLDS",
     "AgentThresholds",
+    "DPAgentLogger",
+    "LogContext",
+    "LogQueue",
     "MetricsServer",
     "OperationMetrics",
     "OperationTimer",
     "configure",
+    "configure_worker_logging",
     "current_operation",
+    "get_agent_logger",
+    "get_main_logger",
     "get_metrics",
     "instrument",
+    "log_queue",
     "mark_process_dead",
     "push_to_gateway",
     "record_failure",

@@ -25,12 +25,17 @@ SECRET_KEY_PATTERN = re.compile(
     re.IGNORECASE,
 )
 
-# "Bearer abc.def", "Authorization: Basic ...", "token=...", "api_key: ..." in text.
+# "Bearer abc.def", "Authorization: Basic ...", "token=...", "api_key: ...", and the
+# quoted forms a dict's repr or a JSON body take ("password": "x", 'secret': 'y').
+# The key may follow any non-alphanumeric character, so "csrf_token=..." is caught
+# too; no nested quantifier, so matching stays linear on long messages.
 _TEXT_PATTERNS = (
     re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}"),
     re.compile(
-        r"(?i)\b(x-auth-token|access_token|api[_-]?key|token|password|secret)"
-        r"(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&\"']+)"
+        r"(?i)(?<![A-Za-z0-9])"
+        r"(authorization|x-auth-token|auth[_-]?token|access[_-]?token|refresh[_-]?token|"
+        r"client[_-]?secret|api[_-]?key|apikey|token|password|passwd|secret)"
+        r"([\"']?\s*[=:]\s*)(?:(?:bearer|basic)\s+)?(\"[^\"]*\"|'[^']*'|[^\s,;&\"']+)"
     ),
 )
 
