@@ -190,3 +190,20 @@ def test_multiprocess_mode_one_scrape_sums_all_workers(tmp_path: Path) -> None:
     # Both workers have exited, so no in-progress operations remain ("livesum").
     in_progress = [s.value for s in families["dpagent_operations_in_progress"].samples]
     assert sum(in_progress) == 0
+
+
+def test_exemplars_are_replaced_at_most_once_a_second_per_bucket(
+    registry: CollectorRegistry,
+    tracer_provider: TracerProvider,
+    span_exporter: InMemorySpanExporter,
+) -> None:
+    @instrument("vehicle_applications", "parse", registry=registry, tracer_provider=tracer_provider)
+    def parse() -> None:
+        pass
+
+    parse()
+    parse()  # same bucket, same second: a scrape could not tell them apart
+    first, _second = span_exporter.get_finished_spans()
+    text = render(registry, openmetrics=True).decode()
+    assert text.count("trace_id=") == 1
+    assert f'trace_id="{format(first.context.trace_id, "032x")}"' in text

@@ -14,6 +14,7 @@ exception is re-raised with a bare ``raise``, the same object with its traceback
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import contextvars
 import functools
@@ -31,13 +32,14 @@ from prometheus_client import CollectorRegistry
 
 from . import logs
 from .metrics import BoundOperation, get_metrics, validate_name
-from .tracing import get_tracer, metadata_attributes, tracing_enabled
+from .tracing import get_tracer, global_tracing_enabled, metadata_attributes, tracing_enabled
 
 __all__ = ["OperationTimer", "current_operation", "instrument", "record_failure"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _internal_log = logging.getLogger("dpagent.telemetry")
+EXEMPLAR_INTERVAL_SECONDS = 1.0
 _clock = time.perf_counter
 _wall = time.time
 
@@ -47,30 +49,20 @@ _current: contextvars.ContextVar[_Call | None] = contextvars.ContextVar(
 
 
 class _Call:
-    """The state of one running operation."""
+    """The state of one running operation.
 
-    __slots__ = (
-        "context_token",
-        "current_token",
-        "duration",
-        "error_message",
-        "error_type",
-        "outcome",
-        "site",
-        "span",
-        "start",
-    )
+    Defaults live on the class, so a call without a span or a failure costs one
+    bare object: this is on every instrumented call's path.
+    """
 
-    def __init__(self, site: _Site, span: Span | None) -> None:
-        self.site = site
-        self.span = span
-        self.error_type: str | None = None
-        self.error_message: str | None = None
-        self.outcome: str | None = None
-        self.duration: float | None = None
-        self.context_token: object = None
-        self.current_token: contextvars.Token[_Call | None] | None = None
-        self.start = _clock()
+    span: Span | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    context_token: object = None
+    current_token: contextvars.Token[_Call | None] | None = None
+    start: float = 0.0
+    duration: float | None = None
+    failed: bool = False
 
     def activate(self) -> None:
         """Make this operation (and its span) current in this context."""
@@ -116,65 +108,106 @@ class _Site:
             "dpagent.operation": operation,
         }
         self.metrics: BoundOperation = get_metrics(registry).bind(agent, operation)
-        self.tracer_provider = tracer_provider
         self.tracer = get_tracer(tracer_provider)
+        # An explicit provider is decided now; the global one may appear later.
+        explicit = tracing_enabled(tracer_provider)
+        self.traced: Callable[[], bool] = (
+            global_tracing_enabled if tracer_provider is None else (lambda: explicit)
+        )
+        self.buckets = get_metrics(registry).buckets
+        self._exemplar_next = [0.0] * (len(self.buckets) + 1)
         self._complained = False
 
-    def begin(self, metadata: Mapping[str, Any] | None = None) -> _Call:
-        span: Span | None = None
+    def enter(self, metadata: Mapping[str, Any] | None = None) -> _Call:
+        """Start an operation and make it current; never raises."""
+        call = _Call()
+        call.current_token = _current.set(call)
         try:
-            self.metrics.in_progress.inc()
-            if tracing_enabled(self.tracer_provider):
+            self.metrics.running(1)
+            if self.traced():
                 attributes = self.attributes
                 if metadata:
                     attributes = {**metadata_attributes(metadata), **attributes}
                 span = self.tracer.start_span(self.span_name, attributes=attributes)
+                call.span = span
+                call.context_token = otel_context.attach(trace.set_span_in_context(span))
         except Exception:
             self._complain("starting")
-        return _Call(self, span)
+        call.start = _clock()
+        return call
 
-    def end(self, call: _Call, exc: BaseException | None) -> None:
-        """Record the outcome; never raises."""
-        duration = max(_clock() - call.start, 0.0)
+    def exit(self, call: _Call, exc: BaseException | None) -> None:
+        """Record the outcome and restore the context; never raises."""
+        duration = _clock() - call.start
+        if duration < 0.0:  # clamp, as prometheus_client does
+            duration = 0.0
         call.duration = duration
         try:
-            if exc is not None and not isinstance(exc, GeneratorExit):
-                call.error_type = type(exc).__name__
-                call.error_message = str(exc)
-            failed = call.error_type is not None
-            call.outcome = "failure" if failed else "success"
-            metrics = self.metrics
-            (metrics.failure if failed else metrics.success).inc()
-            span = call.span
-            exemplar = None
-            if span is not None:
-                span_context = span.get_span_context()
-                if span_context.trace_flags.sampled:
-                    exemplar = {
-                        "trace_id": format(span_context.trace_id, "032x"),
-                        "span_id": format(span_context.span_id, "016x"),
-                    }
-            metrics.duration.observe(duration, exemplar)
-            metrics.in_progress.dec()
-            if failed:
-                metrics.error(cast(str, call.error_type)).inc()
+            if exc is None and call.error_type is None and call.span is None:
+                # The common case, kept short: a success without a span.
+                metrics = self.metrics
+                metrics.success.inc()
+                metrics.duration.observe(duration)
+                metrics.stopped()
+                metrics.set_last_success(_wall())
+                logs.operation_finished(
+                    self.agent, self.operation, "success", duration, None, None, None
+                )
             else:
-                metrics.last_success.set(_wall())
-            if span is not None:
-                span.set_attribute("dpagent.outcome", call.outcome)
-                if failed:
-                    if exc is not None:
-                        span.record_exception(exc)
-                    span.set_status(Status(StatusCode.ERROR, call.error_message or call.error_type))
-            # Logged while the span is still current, so the record carries its ids.
-            logs.operation_finished(
-                self.agent, self.operation, call.outcome, duration,
-                call.error_type, call.error_message, exc,
-            )  # fmt: skip
-            if span is not None:
-                span.end()
+                self._finish(call, exc, duration)
         except Exception:
             self._complain("recording")
+        call.deactivate()
+
+    def _finish(self, call: _Call, exc: BaseException | None, duration: float) -> None:
+        if exc is not None and not isinstance(exc, GeneratorExit):
+            call.error_type = type(exc).__name__
+            call.error_message = str(exc)
+        failed = call.failed = call.error_type is not None
+        outcome = "failure" if failed else "success"
+        metrics = self.metrics
+        (metrics.failure if failed else metrics.success).inc()
+        span = call.span
+        exemplar = None
+        if span is not None:
+            span_context = span.get_span_context()
+            if span_context.trace_flags.sampled and self._exemplar_due(duration, call.start):
+                exemplar = {
+                    "trace_id": format(span_context.trace_id, "032x"),
+                    "span_id": format(span_context.span_id, "016x"),
+                }
+        metrics.duration.observe(duration, exemplar)
+        metrics.stopped()
+        if failed:
+            metrics.error(cast(str, call.error_type)).inc()
+        else:
+            metrics.set_last_success(_wall())
+        if span is not None:
+            span.set_attribute("dpagent.outcome", outcome)
+            if failed:
+                if exc is not None:
+                    span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, call.error_message or call.error_type))
+        # Logged while the span is still current, so the record carries its ids.
+        logs.operation_finished(
+            self.agent, self.operation, outcome, duration,
+            call.error_type, call.error_message, exc,
+        )  # fmt: skip
+        if span is not None:
+            span.end()
+
+    def _exemplar_due(self, duration: float, now: float) -> bool:
+        """At most one new exemplar per bucket per second.
+
+        A scrape exports only the latest exemplar of each bucket, so replacing
+        it more often than Prometheus can scrape is invisible, while setting one
+        costs more than the observation itself (prometheus_client validates it).
+        """
+        index = bisect.bisect_left(self.buckets, duration)
+        if now < self._exemplar_next[index]:
+            return False
+        self._exemplar_next[index] = now + EXEMPLAR_INTERVAL_SECONDS
+        return True
 
     def _complain(self, what: str) -> None:
         # Once per site: a broken exporter must not flood the application's logs.
@@ -221,16 +254,13 @@ def instrument(
 
 def _wrap_function(func: Callable[..., Any], site: _Site) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        call = site.begin()
-        call.activate()
+        call = site.enter()
         try:
             result = func(*args, **kwargs)
         except BaseException as exc:
-            site.end(call, exc)
-            call.deactivate()
+            site.exit(call, exc)
             raise
-        site.end(call, None)
-        call.deactivate()
+        site.exit(call, None)
         return result
 
     return wrapper
@@ -238,16 +268,13 @@ def _wrap_function(func: Callable[..., Any], site: _Site) -> Callable[..., Any]:
 
 def _wrap_coroutine(func: Callable[..., Any], site: _Site) -> Callable[..., Any]:
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        call = site.begin()
-        call.activate()
+        call = site.enter()
         try:
             result = await func(*args, **kwargs)
         except BaseException as exc:
-            site.end(call, exc)
-            call.deactivate()
+            site.exit(call, exc)
             raise
-        site.end(call, None)
-        call.deactivate()
+        site.exit(call, None)
         return result
 
     return wrapper
@@ -258,18 +285,15 @@ def _wrap_generator(func: Callable[..., Generator[Any, Any, Any]], site: _Site) 
     # the generator's own code runs: between yields the consumer's code runs, and
     # spans it starts must not become children of ours.
     def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
-        call = site.begin()
-        call.activate()
+        call = site.enter()
         try:
             gen = func(*args, **kwargs)
             item = next(gen)
         except StopIteration as stop:
-            site.end(call, None)
-            call.deactivate()
+            site.exit(call, None)
             return stop.value
         except BaseException as exc:
-            site.end(call, exc)
-            call.deactivate()
+            site.exit(call, exc)
             raise
         call.deactivate()
         while True:
@@ -280,11 +304,9 @@ def _wrap_generator(func: Callable[..., Generator[Any, Any, Any]], site: _Site) 
                 try:
                     gen.close()
                 except BaseException as exc:
-                    site.end(call, exc)
-                    call.deactivate()
+                    site.exit(call, exc)
                     raise
-                site.end(call, exit_)  # closed early by the consumer: not a failure
-                call.deactivate()
+                site.exit(call, exit_)  # closed early by the consumer: not a failure
                 raise
             except BaseException as thrown:
                 step: Callable[[], Any] = functools.partial(gen.throw, thrown)
@@ -294,12 +316,10 @@ def _wrap_generator(func: Callable[..., Generator[Any, Any, Any]], site: _Site) 
             try:
                 item = step()
             except StopIteration as stop:
-                site.end(call, None)
-                call.deactivate()
+                site.exit(call, None)
                 return stop.value
             except BaseException as exc:
-                site.end(call, exc)
-                call.deactivate()
+                site.exit(call, exc)
                 raise
             call.deactivate()
 
@@ -308,18 +328,15 @@ def _wrap_generator(func: Callable[..., Generator[Any, Any, Any]], site: _Site) 
 
 def _wrap_async_generator(func: Callable[..., AsyncGenerator[Any, Any]], site: _Site) -> Any:
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
-        call = site.begin()
-        call.activate()
+        call = site.enter()
         try:
             agen = func(*args, **kwargs)
             item = await agen.__anext__()
         except StopAsyncIteration:
-            site.end(call, None)
-            call.deactivate()
+            site.exit(call, None)
             return
         except BaseException as exc:
-            site.end(call, exc)
-            call.deactivate()
+            site.exit(call, exc)
             raise
         call.deactivate()
         while True:
@@ -330,11 +347,9 @@ def _wrap_async_generator(func: Callable[..., AsyncGenerator[Any, Any]], site: _
                 try:
                     await agen.aclose()
                 except BaseException as exc:
-                    site.end(call, exc)
-                    call.deactivate()
+                    site.exit(call, exc)
                     raise
-                site.end(call, exit_)
-                call.deactivate()
+                site.exit(call, exit_)
                 raise
             except BaseException as thrown:
                 step: Callable[[], Any] = functools.partial(agen.athrow, thrown)
@@ -344,12 +359,10 @@ def _wrap_async_generator(func: Callable[..., AsyncGenerator[Any, Any]], site: _
             try:
                 item = await step()
             except StopAsyncIteration:
-                site.end(call, None)
-                call.deactivate()
+                site.exit(call, None)
                 return
             except BaseException as exc:
-                site.end(call, exc)
-                call.deactivate()
+                site.exit(call, exc)
                 raise
             call.deactivate()
 
@@ -405,8 +418,7 @@ class OperationTimer:
         self.success: bool | None = None
 
     def __enter__(self) -> OperationTimer:
-        self._call = self._site.begin(self.metadata)
-        self._call.activate()
+        self._call = self._site.enter(self.metadata)
         return self
 
     def __exit__(
@@ -418,10 +430,9 @@ class OperationTimer:
         call = self._call
         if call is None:
             return
-        self._site.end(call, exc)
-        call.deactivate()
+        self._site.exit(call, exc)
         self.duration = call.duration
-        self.success = call.outcome == "success"
+        self.success = not call.failed
         self._call = None
 
     async def __aenter__(self) -> OperationTimer:

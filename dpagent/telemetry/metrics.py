@@ -11,13 +11,16 @@ a registry the first time it is asked for one; tests pass a fresh
 
 from __future__ import annotations
 
+import functools
+import os
 import threading
 import weakref
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
 
 from .. import __version__
 
@@ -101,20 +104,52 @@ class LabelGuard:
         return OTHER
 
 
-@dataclass
 class BoundOperation:
-    """The metric children of one ``(agent, operation)``, resolved once."""
+    """The metric children of one ``(agent, operation)``, resolved once.
 
-    agent: str
-    operation: str
-    success: Any
-    failure: Any
-    duration: Any
-    in_progress: Any
-    last_success: Any
-    _errors: Counter = field(repr=False)
-    _error_guard: LabelGuard = field(repr=False)
-    _error_children: dict[str, Any] = field(default_factory=dict, repr=False)
+    ``running`` and ``finished`` are what the hot path calls around an
+    operation. In a single process they touch no lock: the in-progress count is
+    the length of a deque (append and pop are atomic) and the last success time
+    is one attribute store; :class:`_LiveGaugeCollector` turns both into gauges
+    at scrape time. In multiprocess mode they update the file-backed gauges.
+    """
+
+    __slots__ = (
+        "_error_children", "_error_guard", "_errors", "_running", "agent", "duration",
+        "failure", "last_success_time", "operation", "running", "set_last_success",
+        "stopped", "success",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        metrics: OperationMetrics,
+        agent: str,
+        operation: str,
+    ) -> None:
+        self.agent = agent
+        self.operation = operation
+        self.success = metrics.operations.labels(agent, operation, "success")
+        self.failure = metrics.operations.labels(agent, operation, "failure")
+        self.duration = metrics.duration.labels(agent, operation)
+        self._errors = metrics.errors
+        self._error_guard = LabelGuard("error_type", metrics.max_error_types, metrics.folded)
+        self._error_children: dict[str, Any] = {}
+        self.last_success_time = 0.0
+        self._running: deque[int] = deque()
+        if metrics.multiprocess:
+            in_progress = metrics.in_progress.labels(agent, operation)
+            last_success = metrics.last_success.labels(agent, operation)
+            self.running: Callable[[int], None] = in_progress.inc
+            self.stopped: Callable[[], object] = in_progress.dec
+            self.set_last_success: Callable[[float], None] = last_success.set
+        else:
+            self.running = self._running.append
+            self.stopped = self._running.pop
+            self.set_last_success = functools.partial(setattr, self, "last_success_time")
+
+    @property
+    def in_progress(self) -> int:
+        return len(self._running)
 
     def error(self, error_type: str) -> Any:
         """The errors counter child for ``error_type``, bounded by the guard."""
@@ -123,10 +158,41 @@ class BoundOperation:
             label = self._error_guard.admit(error_type)
             child = self._errors.labels(self.agent, self.operation, label)
             if label != OTHER:
-                # Cache folded names under "other" lookups only; caching every
-                # folded name would itself be unbounded memory.
+                # Only admitted names are cached: caching every folded name
+                # would itself be unbounded memory.
                 self._error_children[error_type] = child
         return child
+
+
+class _LiveGaugeCollector:
+    """In-progress and last-success gauges, read from the bound operations."""
+
+    def __init__(self, metrics: OperationMetrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return self._families([])
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        return self._families(self._metrics.bound_operations())
+
+    @staticmethod
+    def _families(bound: list[BoundOperation]) -> list[GaugeMetricFamily]:
+        in_progress = GaugeMetricFamily(
+            "dpagent_operations_in_progress", IN_PROGRESS_HELP, labels=["agent", "operation"]
+        )
+        last_success = GaugeMetricFamily(
+            "dpagent_last_success_timestamp_seconds", LAST_SUCCESS_HELP,
+            labels=["agent", "operation"],
+        )  # fmt: skip
+        for op in bound:
+            in_progress.add_metric([op.agent, op.operation], op.in_progress)
+            last_success.add_metric([op.agent, op.operation], op.last_success_time)
+        return [in_progress, last_success]
+
+
+IN_PROGRESS_HELP = "Operations currently running."
+LAST_SUCCESS_HELP = "Unix time of the last successful operation (0: none yet)."
 
 
 class OperationMetrics:
@@ -142,6 +208,7 @@ class OperationMetrics:
         buckets: tuple[float, ...] = DURATION_BUCKETS,
     ) -> None:
         self.registry = registry
+        self.buckets = tuple(float(b) for b in buckets)
         self.max_error_types = max_error_types
         self.operations = Counter(
             "dpagent_operations",
@@ -164,21 +231,20 @@ class OperationMetrics:
         )
         # In multiprocess mode each worker has its own gauge file: in-progress
         # operations add up across live workers, the last success is the most
-        # recent any worker saw, and build info is the same everywhere.
-        self.in_progress = Gauge(
-            "dpagent_operations_in_progress",
-            "Operations currently running.",
-            ["agent", "operation"],
-            registry=registry,
-            multiprocess_mode="livesum",
-        )
-        self.last_success = Gauge(
-            "dpagent_last_success_timestamp_seconds",
-            "Unix time of the last successful operation.",
-            ["agent", "operation"],
-            registry=registry,
-            multiprocess_mode="mostrecent",
-        )
+        # recent any worker saw, and build info is the same everywhere. In one
+        # process a lock-free collector serves the same two gauges.
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        if self.multiprocess:
+            self.in_progress = Gauge(
+                "dpagent_operations_in_progress", IN_PROGRESS_HELP, ["agent", "operation"],
+                registry=registry, multiprocess_mode="livesum",
+            )  # fmt: skip
+            self.last_success = Gauge(
+                "dpagent_last_success_timestamp_seconds", LAST_SUCCESS_HELP,
+                ["agent", "operation"], registry=registry, multiprocess_mode="mostrecent",
+            )  # fmt: skip
+        else:
+            registry.register(_LiveGaugeCollector(self))
         self.build_info = Gauge(
             "dpagent_build_info",
             "dpagent version; the value is always 1.",
@@ -232,17 +298,13 @@ class OperationMetrics:
     def _make(self, agent: str, operation: str) -> BoundOperation:
         # Both outcomes exist at 0 from the start, so success ratios and rate()
         # work before the first failure ever happens.
-        return BoundOperation(
-            agent=agent,
-            operation=operation,
-            success=self.operations.labels(agent, operation, "success"),
-            failure=self.operations.labels(agent, operation, "failure"),
-            duration=self.duration.labels(agent, operation),
-            in_progress=self.in_progress.labels(agent, operation),
-            last_success=self.last_success.labels(agent, operation),
-            _errors=self.errors,
-            _error_guard=LabelGuard("error_type", self.max_error_types, self.folded),
-        )
+        return BoundOperation(self, agent, operation)
+
+    def bound_operations(self) -> list[BoundOperation]:
+        """Each admitted ``(agent, operation)`` once (folded names share one)."""
+        with self._lock:
+            unique = {id(b): b for b in self._bound.values()}
+        return list(unique.values())
 
 
 _BY_REGISTRY: weakref.WeakKeyDictionary[CollectorRegistry, OperationMetrics] = (

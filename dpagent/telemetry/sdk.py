@@ -34,6 +34,7 @@ from . import logs
 from .config import Settings, resolve
 from .exposition import MetricsServer, multiprocess_dir, start_metrics_server
 from .metrics import set_default_limits
+from .tracing import refresh as refresh_tracing
 from .tracing import tracing_enabled
 
 __all__ = ["configure", "configured_settings"]
@@ -172,6 +173,7 @@ def _setup_tracing(settings: Settings) -> None:
         BatchSpanProcessor(exporter, export_timeout_millis=int(settings.otlp_timeout * 1000))
     )
     trace.set_tracer_provider(provider)
+    refresh_tracing()
 
 
 def _setup_otel_metrics(settings: Settings, registry: CollectorRegistry) -> None:

@@ -9,6 +9,7 @@ application itself).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,7 +24,9 @@ __all__ = [
     "INSTRUMENTATION_NAME",
     "attribute_value",
     "get_tracer",
+    "global_tracing_enabled",
     "metadata_attributes",
+    "refresh",
     "tracing_enabled",
 ]
 
@@ -36,8 +39,37 @@ _NOOP_PROVIDERS: tuple[type, ...] = (ProxyTracerProvider, trace.NoOpTracerProvid
 def tracing_enabled(provider: TracerProvider | None = None) -> bool:
     """True when spans would be recorded somewhere (a non-no-op provider)."""
     if provider is None:
-        provider = trace.get_tracer_provider()
+        return global_tracing_enabled()
     return not isinstance(provider, _NOOP_PROVIDERS)
+
+
+# trace.get_tracer_provider() reads os.environ on every call until a provider is
+# set (~1 us, more than a counter increment), so the answer is cached: once a
+# real provider is installed it stays (OTel allows setting it only once), and
+# until then it is looked up again at most once a second. configure() refreshes
+# it at once; an application installing its own provider sees spans start
+# within that second.
+_RECHECK_SECONDS = 1.0
+_global_enabled = False
+_next_check = 0.0
+
+
+def global_tracing_enabled() -> bool:
+    global _global_enabled, _next_check
+    if _global_enabled:
+        return True
+    now = time.monotonic()
+    if now < _next_check:
+        return False
+    _next_check = now + _RECHECK_SECONDS
+    _global_enabled = not isinstance(trace.get_tracer_provider(), _NOOP_PROVIDERS)
+    return _global_enabled
+
+
+def refresh() -> None:
+    """Look at the global tracer provider again on the next call."""
+    global _next_check
+    _next_check = 0.0
 
 
 def get_tracer(provider: TracerProvider | None = None) -> Tracer:

@@ -1,0 +1,172 @@
+"""What an instrumented call costs, as ratios against baselines measured in this run.
+
+    python bench/bench_instrument.py [--calls 20000] [--repeats 7]
+
+Prints the median ns per call of each variant and the ratios the issue sets
+goals for. Absolute numbers depend on the machine; the ratios are the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+from dpagent.telemetry import DURATION_BUCKETS, instrument, render
+
+
+class DiscardingExporter(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def sampled_provider() -> TracerProvider:
+    provider = TracerProvider()  # default sampler: parent-based always-on
+    provider.add_span_processor(BatchSpanProcessor(DiscardingExporter()))
+    return provider
+
+
+def work() -> int:
+    return 1
+
+
+def hand_written(registry: CollectorRegistry) -> Callable[[Callable[[], int]], Callable[[], int]]:
+    """What a careful engineer writes by hand: counter by outcome + histogram."""
+    calls = Counter("hand_ops", "", ["agent", "operation", "outcome"], registry=registry)
+    duration = Histogram(
+        "hand_seconds", "", ["agent", "operation"], buckets=DURATION_BUCKETS, registry=registry
+    )
+    ok = calls.labels("a", "op", "success")
+    failed = calls.labels("a", "op", "failure")
+    observe = duration.labels("a", "op").observe
+
+    def decorate(func: Callable[[], int]) -> Callable[[], int]:
+        def wrapper() -> int:
+            start = time.perf_counter()
+            try:
+                result = func()
+            except BaseException:
+                failed.inc()
+                observe(max(time.perf_counter() - start, 0))
+                raise
+            ok.inc()
+            observe(max(time.perf_counter() - start, 0))
+            return result
+
+        return wrapper
+
+    return decorate
+
+
+def hand_written_with_span(
+    registry: CollectorRegistry, provider: TracerProvider
+) -> Callable[[Callable[[], int]], Callable[[], int]]:
+    metrics = hand_written(registry)
+    tracer = provider.get_tracer("bench")
+
+    def decorate(func: Callable[[], int]) -> Callable[[], int]:
+        inner = metrics(func)
+
+        def wrapper() -> int:
+            with tracer.start_as_current_span("a.op"):
+                return inner()
+
+        return wrapper
+
+    return decorate
+
+
+def per_call_ns(func: Callable[[], Any], calls: int, repeats: int) -> float:
+    for _ in range(min(calls, 2000)):  # warm caches and lazy paths
+        func()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter_ns()
+        for _ in range(calls):
+            func()
+        samples.append((time.perf_counter_ns() - start) / calls)
+    return statistics.median(samples)
+
+
+def render_ns(registry: CollectorRegistry, produce: Callable[[CollectorRegistry], bytes]) -> float:
+    samples = []
+    for _ in range(30):
+        start = time.perf_counter_ns()
+        produce(registry)
+        samples.append(time.perf_counter_ns() - start)
+    return statistics.median(samples)
+
+
+def render_comparison() -> tuple[float, float, int]:
+    """/metrics at ~1,000 series: dpagent's families vs the same shape by hand."""
+    ours = CollectorRegistry()
+    bare = CollectorRegistry()
+    bare_ops = Counter("bare_ops", "", ["agent", "operation", "outcome"], registry=bare)
+    bare_hist = Histogram(
+        "bare_seconds", "", ["agent", "operation"], buckets=DURATION_BUCKETS, registry=bare
+    )
+    for i in range(40):
+        instrument("agent", f"op{i}", registry=ours)(work)()
+        bare_ops.labels("agent", f"op{i}", "success").inc()
+        bare_ops.labels("agent", f"op{i}", "failure")
+        bare_hist.labels("agent", f"op{i}").observe(0.001)
+    series = sum(len(f.samples) for f in ours.collect())
+    ours_ns = render_ns(ours, lambda r: render(r))
+    bare_ns = render_ns(bare, generate_latest)
+    return ours_ns, bare_ns, series
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=20_000)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    n, r = args.calls, args.repeats
+
+    provider = sampled_provider()
+    variants: dict[str, Callable[[], int]] = {
+        "bare call": work,
+        "hand-written prometheus_client decorator": hand_written(CollectorRegistry())(work),
+        "dpagent, metrics only (no tracing SDK)": instrument(
+            "a", "op", registry=CollectorRegistry()
+        )(work),
+        "hand-written metrics + raw OTel span (sampled)": hand_written_with_span(
+            CollectorRegistry(), provider
+        )(work),
+        "dpagent, metrics + sampled span": instrument(
+            "a", "op", registry=CollectorRegistry(), tracer_provider=provider
+        )(work),
+    }
+    results = {name: per_call_ns(func, n, r) for name, func in variants.items()}
+    provider.shutdown()
+
+    print(f"median ns per call ({r} runs x {n:,} calls)")
+    for name, ns in results.items():
+        print(f"  {name:<48} {ns:>9,.0f}")
+    ours_ns, bare_ns, series = render_comparison()
+    print(f"/metrics render, {series:,} series (median of 30)")
+    print(f"  {'dpagent':<48} {ours_ns / 1000:>9,.0f} us")
+    print(f"  {'bare prometheus_client, same shape':<48} {bare_ns / 1000:>9,.0f} us")
+
+    metrics_ratio = (
+        results["dpagent, metrics only (no tracing SDK)"]
+        / results["hand-written prometheus_client decorator"]
+    )
+    span_ratio = (
+        results["dpagent, metrics + sampled span"]
+        / results["hand-written metrics + raw OTel span (sampled)"]
+    )
+    print("ratios (goal)")
+    print(f"  metrics-only vs hand-written decorator        {metrics_ratio:.2f}x  (<= 1.20x)")
+    print(f"  sampled span vs raw metrics + OTel span        {span_ratio:.2f}x  (<= 1.00x)")
+    print(f"  /metrics render vs bare prometheus_client      {ours_ns / bare_ns:.2f}x  (<= 1.10x)")
+
+
+if __name__ == "__main__":
+    main()
