@@ -11,11 +11,12 @@ import sys
 import textwrap
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from prometheus_client.parser import text_string_to_metric_families as parse_text_format
 
@@ -207,3 +208,36 @@ def test_exemplars_are_replaced_at_most_once_a_second_per_bucket(
     text = render(registry, openmetrics=True).decode()
     assert text.count("trace_id=") == 1
     assert f'trace_id="{format(first.context.trace_id, "032x")}"' in text
+
+
+def test_push_add_to_a_real_pushgateway_keeps_earlier_pushes(
+    registry: CollectorRegistry, pushgateway_factory: Any
+) -> None:
+    gateway = pushgateway_factory()
+
+    @instrument("bigcommerce_upload", "create_product", registry=registry)
+    def create() -> None:
+        pass
+
+    for _ in range(3):
+        create()
+    key = {"batch": "2026-12-03"}
+    assert push_to_gateway(gateway.url, job="dpagent_batch", grouping_key=key, registry=registry)
+    # A second push under the same job and key with other metric names: push-add
+    # (POST) replaces only the names it sends, so the first push's counts remain.
+    other = CollectorRegistry()
+    Counter("dpagent_batch_runs", "Batch runs.", registry=other).inc()
+    assert push_to_gateway(gateway.url, job="dpagent_batch", grouping_key=key, registry=other)
+    families = {f.name: f for f in parse_text_format(gateway.metrics_text())}
+    (runs,) = [s for s in families["dpagent_batch_runs"].samples if s.name.endswith("_total")]
+    assert (runs.labels["batch"], runs.labels["job"], runs.value) == (
+        "2026-12-03",
+        "dpagent_batch",
+        1.0,
+    )
+    pushed = {
+        (s.labels["agent"], s.labels["outcome"], s.labels["batch"], s.labels["job"]): s.value
+        for s in families["dpagent_operations"].samples
+        if s.name == "dpagent_operations_total"
+    }
+    assert pushed[("bigcommerce_upload", "success", "2026-12-03", "dpagent_batch")] == 3
