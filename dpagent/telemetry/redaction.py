@@ -52,14 +52,22 @@ def redact_text(text: str) -> str:
     return _TEXT_PATTERNS[1].sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
 
 
-def redact_value(key: str, value: Any) -> Any:
-    """``value`` with secrets removed: whole value for secret keys, recursively."""
+_MAX_DEPTH = 20
+
+
+def redact_value(key: str, value: Any, _depth: int = 0) -> Any:
+    """``value`` with secrets removed: whole value for secret keys, recursively.
+
+    Containers nested deeper than 20 levels (a cycle, say) end in ``"[...]"``.
+    """
     if is_secret_key(key):
         return REDACTED
     if isinstance(value, str):
         return redact_text(value)
-    if isinstance(value, Mapping):
-        return {str(k): redact_value(str(k), v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [redact_value(key, v) for v in value]
+    if isinstance(value, (Mapping, list, tuple)):
+        if _depth >= _MAX_DEPTH:
+            return "[...]"
+        if isinstance(value, Mapping):
+            return {str(k): redact_value(str(k), v, _depth + 1) for k, v in value.items()}
+        return [redact_value(key, v, _depth + 1) for v in value]
     return value
