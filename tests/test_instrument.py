@@ -371,3 +371,21 @@ def test_every_threshold_is_an_exact_bucket_boundary() -> None:
     for agent, thresholds in THRESHOLDS.items():
         assert thresholds.max_duration in DURATION_BUCKETS, agent
     assert list(DURATION_BUCKETS) == sorted(DURATION_BUCKETS)
+
+
+def test_current_operation_names_its_agent_and_operation(registry: CollectorRegistry) -> None:
+    seen: list[tuple[str, str]] = []
+
+    @instrument(AGENT, "outer", registry=registry)
+    def outer() -> None:
+        with OperationTimer("bigcommerce_upload", "inner", registry=registry):
+            op = current_operation()
+            assert op is not None
+            seen.append((op.agent, op.operation))
+        op = current_operation()
+        assert op is not None
+        seen.append((op.agent, op.operation))
+
+    outer()
+    assert seen == [("bigcommerce_upload", "inner"), (AGENT, "outer")]
+    assert current_operation() is None

@@ -55,6 +55,7 @@ class _Call:
     bare object: this is on every instrumented call's path.
     """
 
+    site: _Site
     span: Span | None = None
     error_type: str | None = None
     error_message: str | None = None
@@ -63,6 +64,14 @@ class _Call:
     start: float = 0.0
     duration: float | None = None
     failed: bool = False
+
+    @property
+    def agent(self) -> str:
+        return self.site.agent
+
+    @property
+    def operation(self) -> str:
+        return self.site.operation
 
     def activate(self) -> None:
         """Make this operation (and its span) current in this context."""
@@ -121,6 +130,7 @@ class _Site:
     def enter(self, metadata: Mapping[str, Any] | None = None) -> _Call:
         """Start an operation and make it current; never raises."""
         call = _Call()
+        call.site = self
         call.current_token = _current.set(call)
         try:
             self.metrics.running(1)
