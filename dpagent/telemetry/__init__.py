@@ -25,6 +25,7 @@ from .logs import (
     log_queue,
 )
 from .metrics import DURATION_BUCKETS, OperationMetrics, get_metrics
+from .monitor import performance_monitor
 from .sdk import configure
 from .thresholds import PERFORMANCE_THRESHOLDS, THRESHOLDS, AgentThresholds
 
@@ -50,6 +51,7 @@ __all__ = [
     "instrument",
     "log_queue",
     "mark_process_dead",
+    "performance_monitor",
     "push_to_gateway",
     "record_failure",
     "render",
