@@ -112,7 +112,9 @@ def read_products(path: str | Path) -> CsvProducts:
             header = next(reader, None)
             while header is not None and not any(cell.strip() for cell in header):
                 header = next(reader, None)  # leading blank lines
-        except (csv.Error, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{path}: not UTF-8 text: {exc.reason}") from None
+        except csv.Error as exc:
             raise InputError(f"{path}: unreadable header: {exc}") from None
         if header is None:
             raise InputError(
