@@ -560,7 +560,8 @@ def _generic_alerts(config: RulesConfig) -> Iterator[dict[str, Any]]:
         c.cpu_for,
         "warning",
         "{{ $labels.instance }} uses more than " + _num(c.cpu_limit_cores) + " CPU cores",
-        "The agent process at {{ $labels.instance }} used {{ $value | humanize }} CPU cores "
+        'The agent process at {{ $labels.instance }} used {{ $value | printf "%.2f" }} CPU '
+        "cores "
         f"(limit {_num(c.cpu_limit_cores)}) over the last {format_duration(c.cpu_window)}, "
         f"for {format_duration(c.cpu_for)}.",
     )
