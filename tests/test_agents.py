@@ -491,3 +491,25 @@ def test_simulated_429_announces_a_scaled_delay() -> None:
     response = api.request("GET", "/v3/catalog/brands", query={"name": "x"})
     assert response.status_code == 429
     assert retry_delay(response, 99.0) == pytest.approx(0.02)
+
+
+def test_agent_operations_exist_at_zero_once_the_agent_is_built(
+    registry: CollectorRegistry,
+) -> None:
+    simulation = Simulation.create("healthy", time_scale=0)
+    agents = [
+        ImageSourcingAgent(simulation.images, registry=registry),
+        VehicleApplicationsAgent(simulation.fitment, registry=registry),
+        BigCommerceUploadAgent(simulation.bigcommerce, registry=registry),
+    ]
+    for agent in agents:
+        assert len(agent.operations) == 3
+        for operation in agent.operations:
+            for outcome in ("success", "failure"):
+                assert (
+                    registry.get_sample_value(
+                        "dpagent_operations_total",
+                        {"agent": agent.name, "operation": operation, "outcome": outcome},
+                    )
+                    == 0
+                )

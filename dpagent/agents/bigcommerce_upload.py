@@ -36,7 +36,7 @@ from ..backends.interfaces import (
     Product,
     UpstreamError,
 )
-from ..telemetry import OperationTimer, get_agent_logger
+from ..telemetry import OperationTimer, get_agent_logger, get_metrics
 from .cache import LookupCache
 from .image_sourcing import ScoredImage
 from .metrics import TIMEOUT_STATUS, UPLOAD_AGENT, get_agent_metrics
@@ -137,6 +137,7 @@ class UploadResult:
 class BigCommerceUploadAgent:
     """Uploads one product with its images and fitment."""
 
+    operations = ("upload_product", "create_product", "upload_images")
     name = UPLOAD_AGENT
 
     def __init__(
@@ -156,6 +157,10 @@ class BigCommerceUploadAgent:
         self._sleep = sleep
         self._clock = clock
         self.metrics = get_agent_metrics(registry)
+        # Declared now, so their success and failure series exist at 0 before the first call.
+        core = get_metrics(registry)
+        for operation in self.operations:
+            core.bind(self.name, operation)
         self.brand_cache: LookupCache[int] = LookupCache(
             self.name, "brand_id", self.metrics, max_entries=brand_cache_size, ttl=brand_cache_ttl
         )

@@ -26,7 +26,7 @@ from ..backends.interfaces import (
     ImageSearch,
     Product,
 )
-from ..telemetry import OperationTimer, get_agent_logger
+from ..telemetry import OperationTimer, get_agent_logger, get_metrics
 from .cache import LookupCache
 from .metrics import IMAGE_AGENT, IMAGE_SOURCES, get_agent_metrics
 
@@ -84,6 +84,7 @@ def score_image(image: DownloadedImage) -> float:
 class ImageSourcingAgent:
     """Finds, downloads and scores product images."""
 
+    operations = ("source_images", "search_images", "download_image")
     name = IMAGE_AGENT
 
     def __init__(
@@ -105,6 +106,10 @@ class ImageSourcingAgent:
         self.max_images = max_images
         self.downloads_per_source = downloads_per_source
         self.metrics = get_agent_metrics(registry)
+        # Declared now, so their success and failure series exist at 0 before the first call.
+        core = get_metrics(registry)
+        for operation in self.operations:
+            core.bind(self.name, operation)
         self.cache: LookupCache[list[ImageCandidate]] = LookupCache(
             self.name, "image_search", self.metrics, max_entries=cache_size, ttl=cache_ttl
         )

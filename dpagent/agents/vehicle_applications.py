@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry
 
 from ..backends.interfaces import BackendError, FitmentRecord, FitmentSource, Product
-from ..telemetry import OperationTimer, get_agent_logger
+from ..telemetry import OperationTimer, get_agent_logger, get_metrics
 from .cache import LookupCache
 from .metrics import FITMENT_AGENT, get_agent_metrics
 
@@ -112,6 +112,7 @@ class FitmentResult:
 class VehicleApplicationsAgent:
     """Finds the vehicles a product fits."""
 
+    operations = ("process_fitment", "lookup_official_fitment", "parse_description")
     name = FITMENT_AGENT
 
     def __init__(
@@ -125,6 +126,10 @@ class VehicleApplicationsAgent:
         self.source = source
         self.registry = registry
         self.metrics = get_agent_metrics(registry)
+        # Declared now, so their success and failure series exist at 0 before the first call.
+        core = get_metrics(registry)
+        for operation in self.operations:
+            core.bind(self.name, operation)
         # Official answers only (records or "none"): failures are retried next time.
         self.cache: LookupCache[list[FitmentRecord] | None] = LookupCache(
             self.name, "official_fitment", self.metrics, max_entries=cache_size, ttl=cache_ttl
