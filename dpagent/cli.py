@@ -74,6 +74,11 @@ class CliError(Exception):
         self.code = code
 
 
+def _note(text: str) -> None:
+    """One line on stderr, never wrapped (rich would wrap at the console width)."""
+    print(text, file=sys.stderr, flush=True)
+
+
 def _stdout() -> Console:
     # Not a terminal (a pipe, a CI log): a fixed width instead of rich's 80, so
     # tables are not wrapped into unreadable columns.
@@ -285,11 +290,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except CliError as exc:
-        _stderr().print(f"dpagent {args.command}: error: {exc}", markup=False)
+        _note(f"dpagent {args.command}: error: {exc}")
         return exc.code
     except KeyboardInterrupt:
         # Only reachable outside the handled windows (e.g. during start-up).
-        _stderr().print(f"dpagent {args.command}: interrupted", markup=False)
+        _note(f"dpagent {args.command}: interrupted")
         return EXIT_INTERRUPTED
 
 
@@ -398,7 +403,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except InputError as exc:
         raise CliError(str(exc)) from None
     for row_error in loaded.errors:
-        err.print(f"dpagent run: {args.input} {row_error}: skipped", markup=False)
+        _note(f"dpagent run: {args.input} {row_error}: skipped")
     if not loaded.products:
         raise CliError(f"{args.input}: no valid product rows ({len(loaded.errors)} skipped)")
 
@@ -406,10 +411,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     metrics_url = _setup_telemetry(args, 0)
     if not args.verbose:
         _quiet_console()
-    err.print(
+    _note(
         f"dpagent run: {len(loaded.products)} products from {args.input}, {args.workers} "
-        f"workers, profile {args.profile}; metrics at {metrics_url}",
-        markup=False,
+        f"workers, profile {args.profile}; metrics at {metrics_url}"
     )
     simulation = Simulation.create(args.profile, seed=args.seed, time_scale=args.time_scale)
     pipeline = Pipeline.simulated(simulation)
@@ -417,14 +421,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     def graceful() -> None:
         stop.set()
-        err.print(
+        _note(
             "dpagent run: stopping: products in flight finish their current stage "
-            "(Ctrl-C again to quit at once)",
-            markup=False,
+            "(Ctrl-C again to quit at once)"
         )
 
     def immediate() -> None:
-        err.print("dpagent run: quitting at once; no push, no summary", markup=False)
+        _note("dpagent run: quitting at once; no push, no summary")
         os._exit(EXIT_INTERRUPTED)  # worker threads cannot be interrupted otherwise
 
     progress = Progress(
@@ -528,7 +531,7 @@ def _write_summary_json(path: Path, summary: BatchSummary, pushgateway: str | No
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     except OSError as exc:
-        _stderr().print(f"dpagent run: cannot write {path}: {exc.strerror or exc}", markup=False)
+        _note(f"dpagent run: cannot write {path}: {exc.strerror or exc}")
 
 
 # --- demo -----------------------------------------------------------------------------
@@ -554,14 +557,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         _quiet_console()
     err = _stderr()
     until = f"for {args.duration:g}s" if args.duration else "until Ctrl-C"
-    err.print(
+    _note(
         f"dpagent demo: profile {args.profile} ({workload.simulation.profile.description}); "
-        f"~{args.rate:g} products/s {until}; metrics at {metrics_url}",
-        markup=False,
+        f"~{args.rate:g} products/s {until}; metrics at {metrics_url}"
     )
 
     def stop() -> None:
-        err.print("dpagent demo: stopping", markup=False)
+        _note("dpagent demo: stopping")
         workload.stop()
 
     with _on_stop_signals(stop, None):
@@ -583,7 +585,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         )  # fmt: skip
     err.print(table)
     if summary.shed:
-        err.print(f"shed (backlog full): {summary.shed} products", markup=False)
+        _note(f"shed (backlog full): {summary.shed} products")
     return EXIT_OK
 
 
@@ -606,10 +608,9 @@ def _cmd_stats(args: argparse.Namespace) -> int:
         out.print_json(json.dumps(stats))
         return EXIT_OK
     if not stats["agents"]:
-        out.print(
+        print(
             f"No dpagent operations in Prometheus at {stats['prometheus_url']} "
-            f"in the last {args.hours:g} h.",
-            markup=False,
+            f"in the last {args.hours:g} h."
         )
         return EXIT_OK
     table = Table(
@@ -668,10 +669,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
             f"cannot write {args.output}: {exc.strerror or exc}", EXIT_FAILURES
         ) from None
     series = sum(len(s["series"]) for s in document["series"].values())
-    _stderr().print(
+    _note(
         f"dpagent export: wrote {args.output} ({len(document['summary']['agents'])} agents, "
-        f"{series} series, last {args.hours:g} h)",
-        markup=False,
+        f"{series} series, last {args.hours:g} h)"
     )
     return EXIT_OK
 
