@@ -70,6 +70,7 @@ __all__ = [
     "pushgateway_factory",
     "render_alertmanager_config",
     "start_alertmanager",
+    "start_on_free_port",
     "start_prometheus",
     "start_pushgateway",
     "wait_until",
@@ -269,7 +270,7 @@ def _stop_leftovers() -> None:
         proc.stop(timeout=3)
 
 
-def _start_on_free_port(
+def start_on_free_port(
     name: str,
     workdir: Path,
     make_args: Callable[[int], list[str]],
@@ -277,8 +278,8 @@ def _start_on_free_port(
     env: Mapping[str, str] | None = None,
     attempts: int = 3,
 ) -> tuple[ManagedProcess, int]:
-    """Start a server on a free port and wait for ``ready_path``; retry if the port was taken
-    between choosing and binding it."""
+    """Start ``make_args(port)`` on a free port and wait for ``ready_path`` to answer 2xx;
+    retry with another port if it was taken between choosing and binding it."""
     last_error = ""
     for attempt in range(attempts):
         port = free_port()
@@ -456,7 +457,7 @@ def start_prometheus(
             *extra_args,
         ]
 
-    proc, port = _start_on_free_port("prometheus", workdir, args)
+    proc, port = start_on_free_port("prometheus", workdir, args)
     return PrometheusServer(f"http://127.0.0.1:{port}", proc, config_path, targets_dir)
 
 
@@ -562,7 +563,7 @@ def start_alertmanager(
             *extra_args,
         ]
 
-    proc, port = _start_on_free_port("alertmanager", workdir, args)
+    proc, port = start_on_free_port("alertmanager", workdir, args)
     return AlertmanagerServer(f"http://127.0.0.1:{port}", proc, config_path)
 
 
@@ -601,7 +602,7 @@ def start_pushgateway(workdir: Path, extra_args: Sequence[str] = ()) -> Pushgate
             *extra_args,
         ]
 
-    proc, port = _start_on_free_port("pushgateway", workdir, args)
+    proc, port = start_on_free_port("pushgateway", workdir, args)
     return PushgatewayServer(f"http://127.0.0.1:{port}", proc)
 
 
