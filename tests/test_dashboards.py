@@ -202,7 +202,7 @@ def test_dashboard_provider_points_at_the_mounted_directory() -> None:
     assert provider["type"] == "file"
     assert provider["allowUiUpdates"] is False
     # docker-compose.yml mounts deploy/grafana/dashboards at this path.
-    assert provider["options"]["path"] == "/var/lib/grafana/dashboards/dpagent"
+    assert provider["options"]["path"] == "/etc/grafana/dashboards/dpagent"
 
 
 def _assert_survives(original: Any, roundtrip: Any, where: str) -> None:
