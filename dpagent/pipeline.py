@@ -280,6 +280,8 @@ class Pipeline:
     def process(self, product: Product, stop: threading.Event | None = None) -> ProductResult:
         """Run the stages for one product; between stages, honour ``stop``."""
         stages: dict[str, StageOutcome] = {}
+        if stop is not None and stop.is_set():  # queued before the stop, never started
+            return ProductResult(product, stages, interrupted=True)
         with LogContext(_log, sku=product.sku):
             images = self._stage(stages, IMAGE_AGENT, lambda: self.images.process(product))
             if stop is not None and stop.is_set():
