@@ -34,7 +34,7 @@ import argparse
 import difflib
 import json
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeAlias
@@ -54,6 +54,7 @@ from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
+from grafana_foundation_sdk.models.piechart import PieChartType
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 from dpagent.telemetry.rules import DEFAULT_CONFIG, RulesConfig
@@ -877,7 +878,7 @@ def _agents(config: RulesConfig) -> BuiltDashboard:
         .description("Share of fitment records from official data over the time range.")
         .datasource(PROMETHEUS.ref())
         .unit("short")
-        .pie_type(piechart_type())
+        .pie_type(_enum(PieChartType.DONUT))
         .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]).values(False)),
         [
             prom(
@@ -999,12 +1000,6 @@ def _agents(config: RulesConfig) -> BuiltDashboard:
         h=8,
     )
     return board.build()
-
-
-def piechart_type() -> Any:
-    from grafana_foundation_sdk.models.piechart import PieChartType
-
-    return PieChartType.DONUT
 
 
 def _failures(config: RulesConfig) -> BuiltDashboard:
@@ -1508,17 +1503,6 @@ def check_dashboards(
     for stray in sorted(p.name for p in out.glob("*.json") if p.name not in expected):
         diff.append(f"{out / stray}: not made by the generator (remove it)\n")
     return diff
-
-
-def iter_targets(
-    dashboard: Mapping[str, Any],
-) -> Iterator[tuple[Mapping[str, Any], Mapping[str, Any]]]:
-    """``(panel, target)`` for every query of every panel (rows included) of a dashboard's
-    JSON."""
-    for panel in dashboard.get("panels") or []:
-        for inner in [panel, *(panel.get("panels") or [])]:
-            for target in inner.get("targets") or []:
-                yield inner, target
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
