@@ -64,6 +64,7 @@ __all__ = [
     "ALERTMANAGER",
     "DASHBOARDS_DIR",
     "DASHBOARD_UIDS",
+    "FAILURE_ONLY_NOTE",
     "LOKI",
     "PROMETHEUS",
     "TEMPO",
@@ -115,6 +116,10 @@ IN_PROGRESS: Final = "dpagent_operations_in_progress"
 LAST_SUCCESS: Final = "dpagent_last_success_timestamp_seconds"
 # The Loki stream of the agents' JSON logs, as deploy/alloy/config.alloy labels it.
 LOG_STREAM: Final = 'job="dpagent"'
+
+# Appended to the description of panels that stay empty while nothing fails (the tests check
+# those under the degraded demo profile).
+FAILURE_ONLY_NOTE: Final = "Empty while nothing fails."
 
 # Variable "All" values are regexes, so a selector reads `agent=~"$agent"`.
 ALL: Final = ".*"
@@ -390,12 +395,13 @@ class _Board:
         h: int,
         failure_only: bool = False,
     ) -> None:
-        built_title = panel.build().title
-        if built_title in self._titles:
-            raise ValueError(f"{self.title}: two panels are titled {built_title!r}")
-        self._titles.add(built_title)
+        built = panel.build()
+        if built.title in self._titles:
+            raise ValueError(f"{self.title}: two panels are titled {built.title!r}")
+        self._titles.add(built.title)
         if failure_only:
-            self._failure_only.add(built_title)
+            self._failure_only.add(built.title)
+            panel = panel.description(f"{built.description} {FAILURE_ONLY_NOTE}")
         for i, target in enumerate(targets):
             panel = panel.with_target(target.ref_id(chr(ord("A") + i)))
         self.builder.with_panel(panel.id(self._take_id()).span(w).height(h))
