@@ -347,7 +347,6 @@ class _Board:
     description: str
     time_from: str = "now-24h"
     refresh: str = "30s"
-    variables: list[Builder] = field(default_factory=list)
     _builder: db.Dashboard | None = None
     _next_id: int = 1
     _failure_only: set[str] = field(default_factory=set)
