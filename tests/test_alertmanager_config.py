@@ -125,6 +125,7 @@ def _post_alerts(am: AlertmanagerServer, alerts: list[dict[str, str]]) -> None:
     http_json(f"{am.url}/api/v2/alerts", method="POST", body=body)
 
 
+@pytest.mark.servers
 def test_inhibition_on_a_real_alertmanager(
     alertmanager_factory: Callable[..., AlertmanagerServer],
 ) -> None:
@@ -242,6 +243,7 @@ def _run_entrypoint(tmp_path: Path, url: str) -> tuple[ManagedProcess, str]:
     return proc, str(status["config"]["original"])
 
 
+@pytest.mark.servers
 def test_entrypoint_puts_the_webhook_url_from_the_environment(tmp_path: Path) -> None:
     # `|` is sed's delimiter in the script and `&` its "whole match": both must survive.
     url = "http://127.0.0.1:5001/hooks/dpagent?token=a&b=c|d"
@@ -255,6 +257,7 @@ def test_entrypoint_puts_the_webhook_url_from_the_environment(tmp_path: Path) ->
         proc.stop()
 
 
+@pytest.mark.servers
 def test_entrypoint_without_a_url_keeps_the_placeholder_and_says_so(tmp_path: Path) -> None:
     proc, original = _run_entrypoint(tmp_path, "")
     try:

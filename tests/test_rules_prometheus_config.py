@@ -10,6 +10,7 @@ import subprocess
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import yaml
 from servers import ALERT_RULES, PROMETHEUS_CONFIG, PrometheusServer, find_binary
 
@@ -75,6 +76,7 @@ def test_stays_valid_for_prometheus_3() -> None:
     assert all("." in le or le == "+Inf" for le in re.findall(r'le="([^"]+)"', text))
 
 
+@pytest.mark.servers
 def test_real_prometheus_loads_the_config_and_every_rule(
     prometheus_factory: Callable[..., PrometheusServer],
 ) -> None:
@@ -96,6 +98,7 @@ def test_real_prometheus_loads_the_config_and_every_rule(
     }
 
 
+@pytest.mark.servers
 def test_file_sd_targets_are_picked_up_when_the_files_change(
     prometheus_factory: Callable[..., PrometheusServer],
 ) -> None:
