@@ -300,8 +300,12 @@ def success_rate_cases() -> list[dict[str, Any]]:
             name,
         )
 
-    below, above, low, enough = [], [], [], []
-    fire, fire_min = [], []
+    below: list[dict[str, str]] = []
+    above: list[dict[str, str]] = []
+    low: list[dict[str, str]] = []
+    enough: list[dict[str, str]] = []
+    fire: list[dict[str, Any]] = []
+    fire_min: list[dict[str, Any]] = []
     for agent, t in THRESHOLDS.items():
         threshold_ops = round(t.min_success_rate * PER_MIN)
         ok = threshold_ops - 1  # one operation a minute short of the objective
@@ -454,8 +458,9 @@ def error_spike_cases() -> list[dict[str, Any]]:
     # Low traffic, no failures before: the floor applies, but a handful of failures
     # (min_failures - 0.5 in the window) cannot fire; min_failures + 0.5 can.
     calls_per_min = 1.5
-    few, enough = [], []
-    fire_few = []
+    few: list[dict[str, str]] = []
+    enough: list[dict[str, str]] = []
+    fire_few: list[dict[str, Any]] = []
     for agent in THRESHOLDS:
         for bucket, failures in (
             (few, C.error_spike_min_failures - 0.5),
@@ -560,8 +565,12 @@ def burn_cases() -> list[dict[str, Any]]:
 def burn_guard_cases() -> list[dict[str, Any]]:
     """The short window and the minimum-traffic guard, on each agent's fastest tier."""
     name = "DPAgentErrorBudgetBurn"
-    burst_inputs, low_inputs, enough_inputs = [], [], []
-    burst_tests, low_tests, enough_tests = [], [], []
+    burst_inputs: list[dict[str, str]] = []
+    low_inputs: list[dict[str, str]] = []
+    enough_inputs: list[dict[str, str]] = []
+    burst_tests: list[dict[str, Any]] = []
+    low_tests: list[dict[str, Any]] = []
+    enough_tests: list[dict[str, Any]] = []
     for agent, t in THRESHOLDS.items():
         fastest = expected_tiers(t)[0]
         query = (
