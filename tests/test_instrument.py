@@ -389,3 +389,48 @@ def test_current_operation_names_its_agent_and_operation(registry: CollectorRegi
     outer()
     assert seen == [("bigcommerce_upload", "inner"), (AGENT, "outer")]
     assert current_operation() is None
+
+
+def test_generator_forwards_throw_like_yield_from(registry: CollectorRegistry) -> None:
+    @instrument(AGENT, "resilient_pages", registry=registry)
+    def pages() -> Iterator[str]:
+        try:
+            yield "first"
+        except TimeoutError:
+            yield "recovered"  # the generator handles what the consumer threw in
+        yield "last"
+
+    gen = pages()
+    assert next(gen) == "first"
+    assert gen.throw(TimeoutError()) == "recovered"
+    assert list(gen) == ["last"]
+    assert ops(registry, "resilient_pages", "success") == 1
+    assert ops(registry, "resilient_pages", "failure") == 0
+
+
+def test_async_generator_closed_early_is_not_a_failure(registry: CollectorRegistry) -> None:
+    closed: list[bool] = []
+
+    @instrument(AGENT, "feed", registry=registry)
+    async def feed() -> AsyncIterator[int]:
+        try:
+            for i in range(100):
+                yield i
+        finally:
+            closed.append(True)
+
+    async def take_two() -> list[int]:
+        taken = []
+        stream = feed()
+        async for item in stream:
+            taken.append(item)
+            if len(taken) == 2:
+                break
+        await stream.aclose()  # type: ignore[attr-defined]
+        return taken
+
+    assert asyncio.run(take_two()) == [0, 1]
+    assert closed == [True]  # the user's finally ran
+    assert ops(registry, "feed", "success") == 1
+    assert ops(registry, "feed", "failure") == 0
+    assert in_progress(registry, "feed") == 0

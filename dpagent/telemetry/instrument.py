@@ -293,88 +293,88 @@ def _wrap_coroutine(func: Callable[..., Any], site: _Site) -> Callable[..., Any]
 def _wrap_generator(func: Callable[..., Generator[Any, Any, Any]], site: _Site) -> Any:
     # The operation spans the whole iteration, but its span is current only while
     # the generator's own code runs: between yields the consumer's code runs, and
-    # spans it starts must not become children of ours.
+    # spans it starts must not become children of ours. Each step forwards what
+    # the consumer sent or threw, as `yield from` would.
     def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
         call = site.enter()
         try:
             gen = func(*args, **kwargs)
-            item = next(gen)
-        except StopIteration as stop:
-            site.exit(call, None)
-            return stop.value
         except BaseException as exc:
             site.exit(call, exc)
             raise
-        call.deactivate()
+        call.deactivate()  # each step below makes it current again
+        sent: Any = None
+        thrown: BaseException | None = None
         while True:
-            try:
-                sent = yield item
-            except GeneratorExit as exit_:
-                call.activate()
-                try:
-                    gen.close()
-                except BaseException as exc:
-                    site.exit(call, exc)
-                    raise
-                site.exit(call, exit_)  # closed early by the consumer: not a failure
-                raise
-            except BaseException as thrown:
-                step: Callable[[], Any] = functools.partial(gen.throw, thrown)
-            else:
-                step = functools.partial(gen.send, sent)
             call.activate()
             try:
-                item = step()
+                item = gen.send(sent) if thrown is None else gen.throw(thrown)
             except StopIteration as stop:
                 site.exit(call, None)
                 return stop.value
             except BaseException as exc:
                 site.exit(call, exc)
                 raise
+            finally:
+                del thrown  # no reference cycle through the traceback
             call.deactivate()
+            sent, thrown = None, None
+            try:
+                sent = yield item
+            except GeneratorExit as closing:  # the consumer stopped early: not a failure
+                call.activate()
+                try:
+                    gen.close()
+                except BaseException as exc:
+                    site.exit(call, exc)
+                    raise
+                site.exit(call, closing)
+                raise
+            except BaseException as exc:
+                thrown = exc
 
     return wrapper
 
 
 def _wrap_async_generator(func: Callable[..., AsyncGenerator[Any, Any]], site: _Site) -> Any:
+    # The same protocol as _wrap_generator, with asend/athrow/aclose.
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
         call = site.enter()
         try:
             agen = func(*args, **kwargs)
-            item = await agen.__anext__()
-        except StopAsyncIteration:
-            site.exit(call, None)
-            return
         except BaseException as exc:
             site.exit(call, exc)
             raise
-        call.deactivate()
+        call.deactivate()  # each step below makes it current again
+        sent: Any = None
+        thrown: BaseException | None = None
         while True:
-            try:
-                sent = yield item
-            except GeneratorExit as exit_:
-                call.activate()
-                try:
-                    await agen.aclose()
-                except BaseException as exc:
-                    site.exit(call, exc)
-                    raise
-                site.exit(call, exit_)
-                raise
-            except BaseException as thrown:
-                step: Callable[[], Any] = functools.partial(agen.athrow, thrown)
-            else:
-                step = functools.partial(agen.asend, sent)
             call.activate()
             try:
-                item = await step()
+                item = await (agen.asend(sent) if thrown is None else agen.athrow(thrown))
             except StopAsyncIteration:
                 site.exit(call, None)
                 return
             except BaseException as exc:
                 site.exit(call, exc)
                 raise
+            finally:
+                del thrown
             call.deactivate()
+            sent, thrown = None, None
+            try:
+                sent = yield item
+            except GeneratorExit as closing:
+                call.activate()
+                try:
+                    await agen.aclose()
+                except BaseException as exc:
+                    site.exit(call, exc)
+                    raise
+                site.exit(call, closing)
+                raise
+            except BaseException as exc:
+                thrown = exc
 
     return wrapper
 
