@@ -213,8 +213,8 @@ class ManagedProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                # Same process group as pytest: whatever stops the test run stops these too.
                 env=None if self.env is None else {**os.environ, **self.env},
-                start_new_session=True,  # a Ctrl-C in pytest does not hit it mid-test
             )
         with _LIVE_LOCK:
             _LIVE.add(self)
