@@ -5,8 +5,8 @@ opens log files. A worker process (forked automatically, or any process given
 a :class:`LogQueue` through :func:`dpagent.telemetry.logs.configure_worker_logging`)
 stamps each record with its context and trace ids, flattens it to plain data and
 sends it through a pipe; a thread in the parent (:class:`LogListener`) hands it
-to the parent's loggers, so it is written, rotated and shipped exactly like the
-parent's own records. Two processes never rotate the same file.
+to the parent's dpagent handlers, so it is written, rotated and shipped exactly
+like the parent's own records. Two processes never rotate the same file.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import logging.handlers
 import multiprocessing
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from multiprocessing.queues import SimpleQueue
 from typing import Any
 
@@ -148,6 +148,9 @@ class AgentFileRouter(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         self.handle(record)
 
+    def file_handlers(self) -> list[RotatingFile]:
+        return list(self._files.values())
+
     def files(self) -> dict[str, str]:
         """Agent label → file path, for the agents routed so far."""
         return {agent: h.baseFilename for agent, h in self._files.items()}
@@ -224,14 +227,19 @@ class ToParentHandler(logging.handlers.QueueHandler):
 
 
 class LogListener:
-    """The parent's writer thread: hands each worker record to the parent's loggers.
+    """The parent's writer thread: hands each worker record to dpagent's handlers.
 
-    Records go through ``logging.getLogger(record.name).handle``, so they meet
-    the same handlers (dpagent's and the application's) as local records.
+    Only dpagent's own outputs, the ones a worker replaced with the queue: the
+    application's other handlers stay in the worker (a forked worker inherits
+    them) and would otherwise see each record twice. It also keeps this thread
+    out of handlers whose locks dpagent does not hold across a fork.
     """
 
-    def __init__(self, queue: SimpleQueue[Any]) -> None:
+    def __init__(
+        self, queue: SimpleQueue[Any], handlers: Callable[[], Sequence[logging.Handler]]
+    ) -> None:
         self.queue = queue
+        self._handlers = handlers
         self._pid = os.getpid()
         self._thread = threading.Thread(target=self._run, name="dpagent-log-writer", daemon=True)
 
@@ -248,8 +256,10 @@ class LogListener:
                 continue
             if record is None:
                 return
-            with contextlib.suppress(Exception):  # handlers report their own errors
-                logging.getLogger(record.name).handle(record)
+            for handler in self._handlers():
+                if record.levelno >= handler.level:
+                    with contextlib.suppress(Exception):  # handlers report their own errors
+                        handler.handle(record)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Write what is queued, then end the thread. Only in the process that

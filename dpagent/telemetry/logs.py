@@ -391,7 +391,7 @@ def log_queue() -> LogQueue:
             return _state.worker_queue
         if _state.queue is None:
             queue = new_queue()
-            listener = LogListener(queue)
+            listener = LogListener(queue, lambda: list(_state.handlers))
             listener.start()
             _state.listener = listener
             _state.queue = LogQueue(
@@ -441,6 +441,16 @@ def _stop_listener() -> None:
         listener.stop()
 
 
+def _our_handlers() -> list[logging.Handler]:
+    handlers = list(_state.handlers)
+    if _state.router is not None:
+        handlers.extend(_state.router.file_handlers())
+    return handlers
+
+
+_held_at_fork: list[logging.Handler] = []
+
+
 def _before_fork() -> None:
     # A forked child must not write the parent's files (two writers corrupt
     # rotation), so make sure a queue to the parent's writer exists first.
@@ -449,10 +459,22 @@ def _before_fork() -> None:
             log_queue()
         except Exception:
             _internal.warning("dpagent: cannot start the log writer for workers", exc_info=True)
+    # Hold every handler's lock across the fork, so no thread is half-way
+    # through a write: the child inherits each file's buffer, and its lock,
+    # in a clean state (logging gives the child fresh handler locks).
+    for handler in _our_handlers():
+        handler.acquire()
+        _held_at_fork.append(handler)
+
+
+def _after_fork_in_parent() -> None:
+    while _held_at_fork:
+        _held_at_fork.pop().release()
 
 
 def _after_fork_in_child() -> None:
     global _lock
+    _held_at_fork.clear()  # logging re-created these locks in the child
     _lock = threading.RLock()  # another thread may have held it at fork time
     queue = _state.worker_queue or _state.queue
     _state.listener = None
@@ -465,4 +487,8 @@ def _after_fork_in_child() -> None:
 # this before logging's own shutdown (registered earlier) closes the files.
 atexit.register(_stop_listener)
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
