@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanContext
 from prometheus_client import CollectorRegistry
 
 from dpagent.telemetry import (
@@ -112,7 +113,10 @@ def test_operation_records_carry_the_trace_id_of_their_span(
     with pytest.raises(ConnectionError):
         download("ABC-1")
     parse()
-    spans = {span.name: span.get_span_context() for span in span_exporter.get_finished_spans()}
+    spans: dict[str, SpanContext] = {}
+    for span in span_exporter.get_finished_spans():
+        assert span.context is not None
+        spans[span.name] = span.context
     records = read_jsonl(log_dir / "main_structured.jsonl")
     by_message = {r["message"].split(" ")[0]: r for r in records}
 

@@ -148,7 +148,7 @@ def test_four_threads_ten_thousand_lines_each_across_rotations(log_dir: Path) ->
     for t in range(threads_n):
         assert [r["seq"] for r in records if r["thread_no"] == t] == list(range(lines_n))
 
-    text_pairs = Counter()
+    text_pairs: Counter[tuple[int, int]] = Counter()
     for path in generations(log_dir, "main.log"):
         for line in path.read_text().splitlines():
             match = TEXT_LINE.match(line)

@@ -6,6 +6,7 @@ become ``[REDACTED]`` before they leave the process.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -40,13 +41,19 @@ _TEXT_PATTERNS = (
 )
 
 
+# Both text patterns need whitespace, "=" or ":"; ASCII text without any of them
+# (ids, SKUs, most field values) is returned without running them.
+_TRIGGERS = frozenset(" \t\n\r\f\v\x1c\x1d\x1e\x1f=:")
+
+
+@functools.lru_cache(maxsize=4096)  # keys repeat: logs and spans ask about the same few
 def is_secret_key(key: str) -> bool:
     return SECRET_KEY_PATTERN.search(key) is not None
 
 
 def redact_text(text: str) -> str:
     """Remove credentials embedded in free text (log messages, error strings)."""
-    if not text:
+    if not text or (text.isascii() and _TRIGGERS.isdisjoint(text)):
         return text
     text = _TEXT_PATTERNS[0].sub(lambda m: f"{m.group(1)} {REDACTED}", text)
     return _TEXT_PATTERNS[1].sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
