@@ -255,6 +255,28 @@ def test_other_agents_get_a_file_named_after_them(log_dir: Path) -> None:
     ]
 
 
+def test_an_application_logger_class_is_kept(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+
+    class AuditLogger(logging.Logger):
+        def audit(self, message: str) -> None:
+            self.warning("AUDIT %s", message)
+
+    logging.setLoggerClass(AuditLogger)
+    try:
+        log = get_agent_logger("audited_agent")
+    finally:
+        logging.setLoggerClass(logging.Logger)
+    assert isinstance(log, AuditLogger)
+    log.audit("kept")
+    log.success("and success")
+    messages = [(r.levelname, r.getMessage(), r.__dict__["agent"]) for r in caplog.records]
+    assert messages == [
+        ("WARNING", "AUDIT kept", "audited_agent"),
+        ("SUCCESS", "and success", "audited_agent"),
+    ]
+
+
 @pytest.mark.parametrize("bad", ["", "../x", "a b", "x" * 101, "/abs"])
 def test_agent_names_that_are_not_file_names_are_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="agent name"):

@@ -261,7 +261,7 @@ class LogListener:
                     with contextlib.suppress(Exception):  # handlers report their own errors
                         handler.handle(record)
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
         """Write what is queued, then end the thread. Only in the process that
         started it: a forked child must never stop its parent's writer."""
         if os.getpid() != self._pid or not self._thread.is_alive():

@@ -56,6 +56,7 @@ __all__ = [
     "current_fields",
     "get_agent_logger",
     "get_main_logger",
+    "log_files",
     "log_queue",
     "operation_finished",
     "set_completion_level",
@@ -124,13 +125,24 @@ class DPAgentLogger(logging.Logger):
         return record
 
 
+_with_success: dict[type[logging.Logger], type[DPAgentLogger]] = {}
+
+
 def _dpagent_logger(name: str) -> DPAgentLogger:
     logger = logging.getLogger(name)
     if not isinstance(logger, DPAgentLogger):
         # Our subclass for our names only: setLoggerClass() would change the
         # class of every logger the process creates afterwards. The subclass
-        # adds methods, no state, so the instance can simply be re-classed.
-        logger.__class__ = DPAgentLogger
+        # adds methods, no state, so the instance can simply be re-classed; an
+        # application's own logger class (setLoggerClass) is kept as a base.
+        base = type(logger)
+        cls = _with_success.get(base)
+        if cls is None:
+            cls = DPAgentLogger
+            if base is not logging.Logger:
+                cls = type(f"DPAgent{base.__name__}", (DPAgentLogger, base), {})
+            _with_success[base] = cls
+        logger.__class__ = cls
     return cast(DPAgentLogger, logger)
 
 
