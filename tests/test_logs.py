@@ -29,7 +29,7 @@ from dpagent.telemetry import (
     log_context,
     logs,
 )
-from dpagent.telemetry.config import resolve
+from dpagent.telemetry.config import SETTINGS, resolve
 from dpagent.telemetry.log_format import ConsoleFormatter
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
@@ -626,3 +626,12 @@ def test_console_is_plain_when_not_a_tty(
         logs.shutdown_logging()
     err = capsys.readouterr().err
     assert "plain please" in err and "\x1b[" not in err
+
+
+def test_docs_list_every_log_setting_and_json_key() -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "logging.md").read_text()
+    for setting in SETTINGS:
+        if setting.name.startswith("log_"):
+            assert f"`{setting.env}`" in doc and f"`{setting.name}`" in doc, setting.name
+    for key in [*REQUIRED_KEYS, "trace_id", "span_id", "exception_type", "exception_stacktrace"]:
+        assert f"| `{key}` |" in doc, key

@@ -28,7 +28,7 @@ from dpagent.telemetry import (
     logs,
 )
 from dpagent.telemetry.config import resolve
-from dpagent.telemetry.log_handlers import RotatingFile, ToParentHandler
+from dpagent.telemetry.log_handlers import RotatingFile, ToParentHandler, new_queue
 
 TEXT_LINE = re.compile(
     r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z INFO     dpagent\.main: line (\d+)-(\d+) \| .*$"
@@ -286,6 +286,28 @@ def test_forked_workers_switch_to_the_queue_by_themselves(log_dir: Path) -> None
     assert {child for child, _ in forked} == pids
     assert forked == Counter((child, i) for child in pids for i in range(lines))
     assert [r["message"] for r in records].count("parent done") == 1
+
+
+def test_a_worker_whose_parent_is_gone_falls_back_to_stderr(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    queue = LogQueue(new_queue(), logging.INFO, logging.DEBUG)
+    queue.queue._reader.close()  # type: ignore[attr-defined]  # no reader: the parent exited
+    handler = ToParentHandler(queue)
+    try:
+        for n in range(3):
+            record = logging.LogRecord("w", logging.INFO, __file__, 1, "lost? %d", (n,), None)
+            handler.handle(record)
+    finally:
+        handler.close()
+        queue.queue._writer.close()  # type: ignore[attr-defined]
+    err = capsys.readouterr().err
+    assert err.count("the parent's log writer is gone") == 1
+    assert [line.split(": ", 1)[1] for line in err.splitlines()[1:]] == [
+        "lost? 0",
+        "lost? 1",
+        "lost? 2",
+    ]
 
 
 def test_log_queue_carries_the_parent_levels(log_dir: Path) -> None:

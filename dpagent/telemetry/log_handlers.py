@@ -17,13 +17,14 @@ import logging
 import logging.handlers
 import multiprocessing
 import os
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from multiprocessing.queues import SimpleQueue
 from typing import Any
 
 from .log_context import RECORD_ATTRS, STAMPED, StampFilter, stamp
-from .log_format import jsonable, safe_message, safe_str
+from .log_format import TextFormatter, jsonable, safe_message, safe_str
 
 __all__ = [
     "AgentFileRouter",
@@ -191,6 +192,7 @@ class ToParentHandler(logging.handlers.QueueHandler):
     def __init__(self, log_queue: LogQueue) -> None:
         super().__init__(log_queue.queue)  # type: ignore[arg-type]
         self.addFilter(StampFilter())
+        self._fallback: logging.Handler | None = None
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         # Everything is resolved here, in the worker: the message, the
@@ -223,7 +225,18 @@ class ToParentHandler(logging.handlers.QueueHandler):
         return out
 
     def enqueue(self, record: logging.LogRecord) -> None:
-        self.queue.put(record)  # type: ignore[attr-defined]
+        if self._fallback is None:
+            try:
+                self.queue.put(record)  # type: ignore[attr-defined]
+                return
+            except (OSError, EOFError, ValueError) as exc:  # the parent is gone
+                self._fallback = logging.StreamHandler(sys.stderr)
+                self._fallback.setFormatter(TextFormatter())
+                sys.stderr.write(
+                    f"dpagent: the parent's log writer is gone ({type(exc).__name__}); "
+                    f"process {os.getpid()} logs to stderr from now on\n"
+                )
+        self._fallback.handle(record)
 
 
 class LogListener:

@@ -24,6 +24,7 @@ Formats and redaction: :mod:`dpagent.telemetry.log_format`; context fields:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import re
@@ -421,6 +422,13 @@ def configure_worker_logging(queue: LogQueue) -> None:
     """
     with _lock:
         _uninstall()
+        # Only the parent reads. Without our copy of the read end, a worker that
+        # outlives the parent gets an error per record instead of blocking for
+        # ever on a full pipe.
+        reader = getattr(queue.queue, "_reader", None)
+        with contextlib.suppress(Exception):
+            if reader is not None:
+                reader.close()
         root = logging.getLogger()
         _install([ToParentHandler(queue)])
         root.setLevel(queue.level)
