@@ -245,6 +245,10 @@ def test_other_agents_get_a_file_named_after_them(log_dir: Path) -> None:
     setup_logging(log_dir)
     get_agent_logger("pricing").warning("price missing")
     assert "price missing" in (log_dir / "pricing_agent.log").read_text()
+    files = logs.log_files()
+    assert files["pricing"] == str(log_dir / "pricing_agent.log")
+    assert files["structured"] == str(log_dir / "main_structured.jsonl")
+    assert {"main", "errors", "image_sourcing"} <= files.keys()
     # A data-borne agent value never creates a file.
     get_main_logger().info("from data", extra={"agent": "../../etc/evil"})
     assert sorted(p.name for p in log_dir.iterdir()) == [

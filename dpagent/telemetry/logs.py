@@ -239,7 +239,6 @@ class _State:
     def __init__(self) -> None:
         self.handlers: list[logging.Handler] = []
         self.router: AgentFileRouter | None = None
-        self.log_dir: str | None = None
         self.root_level: int | None = None  # the root level before we set it
         self.queue: LogQueue | None = None  # this process's writer queue
         self.listener: LogListener | None = None
@@ -369,7 +368,6 @@ def configure_logging(settings: Mapping[str, Any]) -> None:
                 exc.strerror or exc,
             )
             return
-        _state.log_dir = log_dir
         _install(files)
 
 
@@ -436,7 +434,6 @@ def configure_worker_logging(queue: LogQueue) -> None:
         _state.worker_queue = queue
         _state.queue = None
         _state.listener = None  # the parent's, if inherited: never ours to stop
-        _state.log_dir = None
 
 
 def shutdown_logging() -> None:
@@ -448,7 +445,6 @@ def shutdown_logging() -> None:
         _state.queue = None
         _uninstall()
         _state.worker_queue = None
-        _state.log_dir = None
         if _state.root_level is not None:
             logging.getLogger().setLevel(_state.root_level)
             _state.root_level = None
