@@ -279,13 +279,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="resolution of the series (default: the window / 720, at least 15 s)",
     )  # fmt: skip
     export.set_defaults(handler=_cmd_export)
+    # Listed here for `dpagent --help`; main() hands its arguments to dpagent.stack,
+    # which has its own parser (and --help).
+    commands.add_parser(
+        "stack",
+        help="run Prometheus, Alertmanager, the Pushgateway and the demo from local "
+        "binaries (no Docker); see `dpagent stack --help`",
+        add_help=False,
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (the console script exits with it)."""
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["stack"]:
+        from . import stack
+
+        return stack.main(arguments[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)

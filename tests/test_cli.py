@@ -303,3 +303,14 @@ def test_demo_serves_metrics_and_stats_and_export_read_them_back(
     )  # fmt: skip
     assert export.returncode == EXIT_OK, export.stderr
     assert json.loads(output.read_text())["summary"]["agents"].keys() == agents.keys()
+
+
+def test_stack_is_a_cli_command_with_its_own_help(capsys: pytest.CaptureFixture[str]) -> None:
+    from dpagent.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["stack", "--help"])
+    assert stopped.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: dpagent stack")
+    assert "--no-demo" in out and "--target HOST:PORT" in out

@@ -97,6 +97,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Distinct `error_type` values per (agent, operation) before folding into `other`."),
     Setting("pushgateway_url", "DPAGENT_PUSHGATEWAY_URL", None, str,
             "Pushgateway for batch runs, e.g. `http://127.0.0.1:9091`."),
+    Setting("prometheus_url", "DPAGENT_PROMETHEUS_URL", "http://127.0.0.1:9090", str,
+            "Prometheus that `performance_monitor`, `dpagent stats` and `dpagent export` query."),
     Setting("multiproc_dir", "PROMETHEUS_MULTIPROC_DIR", None, str,
             "Multiprocess mode: every worker writes here and one scrape sums them. "
             "Must be set before the process imports prometheus_client."),

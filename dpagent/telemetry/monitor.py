@@ -43,6 +43,7 @@ from prometheus_client import CollectorRegistry
 
 from . import logs
 from .metrics import get_metrics
+from .sdk import configured_settings
 from .thresholds import THRESHOLDS
 
 __all__ = [
@@ -253,9 +254,11 @@ class PerformanceMonitor:
     # --- reading --------------------------------------------------------------------
 
     def resolved_url(self, url: str | None = None) -> str:
+        configured = configured_settings()
         return (
             url
             or self.prometheus_url
+            or (configured.prometheus_url if configured is not None else None)
             or os.environ.get(PROMETHEUS_URL_ENV)
             or DEFAULT_PROMETHEUS_URL
         )

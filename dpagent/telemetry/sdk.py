@@ -65,6 +65,7 @@ def configure(
     otel_metrics: bool | None = None,
     max_error_types: int | None = None,
     pushgateway_url: str | None = None,
+    prometheus_url: str | None = None,
     log_dir: str | None = None,
     log_level: str | None = None,
     log_files: bool | None = None,
