@@ -32,7 +32,7 @@ from prometheus_client import CollectorRegistry
 
 from . import logs
 from .metrics import BoundOperation, get_metrics, validate_name
-from .tracing import get_tracer, global_tracing_enabled, metadata_attributes, tracing_enabled
+from .tracing import GLOBAL_TRACING, get_tracer, metadata_attributes, tracing_enabled
 
 __all__ = ["OperationTimer", "current_operation", "instrument", "record_failure"]
 
@@ -119,9 +119,8 @@ class _Site:
         self.metrics: BoundOperation = get_metrics(registry).bind(agent, operation)
         self.tracer = get_tracer(tracer_provider)
         # An explicit provider is decided now; the global one may appear later.
-        explicit = tracing_enabled(tracer_provider)
-        self.traced: Callable[[], bool] = (
-            global_tracing_enabled if tracer_provider is None else (lambda: explicit)
+        self.explicit_tracing: bool | None = (
+            None if tracer_provider is None else tracing_enabled(tracer_provider)
         )
         self.buckets = get_metrics(registry).buckets
         self._exemplar_next = [0.0] * (len(self.buckets) + 1)
@@ -132,23 +131,32 @@ class _Site:
         call = _Call()
         call.site = self
         call.current_token = _current.set(call)
+        now = _clock()
         try:
             self.metrics.running(1)
-            if self.traced():
+            explicit = self.explicit_tracing
+            tracing = GLOBAL_TRACING
+            if (
+                explicit
+                if explicit is not None
+                else tracing.enabled or (now >= tracing.next_check and tracing.check(now))
+            ):
                 attributes = self.attributes
                 if metadata:
                     attributes = {**metadata_attributes(metadata), **attributes}
                 span = self.tracer.start_span(self.span_name, attributes=attributes)
                 call.span = span
                 call.context_token = otel_context.attach(trace.set_span_in_context(span))
+                now = _clock()  # starting the span is not the operation's time
         except Exception:
             self._complain("starting")
-        call.start = _clock()
+        call.start = now
         return call
 
     def exit(self, call: _Call, exc: BaseException | None) -> None:
         """Record the outcome and restore the context; never raises."""
-        duration = _clock() - call.start
+        now = _clock()
+        duration = now - call.start
         if duration < 0.0:  # clamp, as prometheus_client does
             duration = 0.0
         call.duration = duration
@@ -159,15 +167,27 @@ class _Site:
                 metrics.success.inc()
                 metrics.duration.observe(duration)
                 metrics.stopped()
-                metrics.set_last_success(_wall())
-                logs.operation_finished(
-                    self.agent, self.operation, "success", duration, None, None, None
-                )
+                if metrics.live:
+                    metrics.last_success_clock = now
+                else:
+                    metrics.set_last_success(_wall())
+                if logs.completions_logged():
+                    logs.operation_finished(
+                        self.agent, self.operation, "success", duration, None, None, None
+                    )
             else:
                 self._finish(call, exc, duration)
         except Exception:
             self._complain("recording")
-        call.deactivate()
+        if call.context_token is None:
+            # deactivate(), inlined for the common case: no span to detach.
+            try:
+                _current.reset(call.current_token)  # type: ignore[arg-type]
+            except ValueError:  # token from another context (a moved generator)
+                _current.set(None)
+            call.current_token = None
+        else:
+            call.deactivate()
 
     def _finish(self, call: _Call, exc: BaseException | None, duration: float) -> None:
         if exc is not None and not isinstance(exc, GeneratorExit):

@@ -52,6 +52,7 @@ __all__ = [
     "LogContext",
     "LogQueue",
     "agent_label",
+    "completions_logged",
     "configure_logging",
     "configure_worker_logging",
     "current_fields",
@@ -196,6 +197,11 @@ def set_completion_level(level: int) -> None:
     """Level of the record written for each successful operation."""
     global _completion_level
     _completion_level = level
+
+
+def completions_logged() -> bool:
+    """Would a successful operation's record be written? (One cached check.)"""
+    return _log.isEnabledFor(_completion_level)
 
 
 def operation_finished(

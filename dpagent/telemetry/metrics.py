@@ -11,9 +11,9 @@ a registry the first time it is asked for one; tests pass a fresh
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -45,6 +45,9 @@ DURATION_BUCKETS: tuple[float, ...] = (
 )  # fmt: skip
 
 OTHER = "other"
+# The clock of durations; the hot path stores its reading as the last success
+# time and the collector converts it to Unix time at scrape.
+CLOCK = time.perf_counter
 DEFAULT_MAX_ERROR_TYPES = 50
 DEFAULT_MAX_OPERATIONS_PER_AGENT = 200
 DEFAULT_MAX_AGENTS = 100
@@ -107,17 +110,29 @@ class LabelGuard:
 class BoundOperation:
     """The metric children of one ``(agent, operation)``, resolved once.
 
-    ``running`` and ``finished`` are what the hot path calls around an
-    operation. In a single process they touch no lock: the in-progress count is
-    the length of a deque (append and pop are atomic) and the last success time
-    is one attribute store; :class:`_LiveGaugeCollector` turns both into gauges
-    at scrape time. In multiprocess mode they update the file-backed gauges.
+    ``running`` and ``stopped`` are what the hot path calls around an operation.
+    In a single process (``live``) they touch no lock: the in-progress count is
+    the length of a deque (append and pop are atomic) and the last success is
+    one store of the monotonic clock (``last_success_clock``);
+    :class:`_LiveGaugeCollector` turns both into gauges at scrape time. In
+    multiprocess mode they update the file-backed gauges.
     """
 
     __slots__ = (
-        "_error_children", "_error_guard", "_errors", "_running", "agent", "duration",
-        "failure", "last_success_time", "operation", "running", "set_last_success",
-        "stopped", "success",
+        "_error_children",
+        "_error_guard",
+        "_errors",
+        "_running",
+        "agent",
+        "duration",
+        "failure",
+        "last_success_clock",
+        "live",
+        "operation",
+        "running",
+        "set_last_success",
+        "stopped",
+        "success",
     )  # fmt: skip
 
     def __init__(
@@ -134,22 +149,32 @@ class BoundOperation:
         self._errors = metrics.errors
         self._error_guard = LabelGuard("error_type", metrics.max_error_types, metrics.folded)
         self._error_children: dict[str, Any] = {}
-        self.last_success_time = 0.0
+        self.last_success_clock = 0.0
         self._running: deque[int] = deque()
-        if metrics.multiprocess:
-            in_progress = metrics.in_progress.labels(agent, operation)
-            last_success = metrics.last_success.labels(agent, operation)
-            self.running: Callable[[int], None] = in_progress.inc
-            self.stopped: Callable[[], object] = in_progress.dec
-            self.set_last_success: Callable[[float], None] = last_success.set
+        self.live = not metrics.multiprocess
+        if self.live:
+            self.running: Callable[[int], None] = self._running.append
+            self.stopped: Callable[[], object] = self._running.pop
+            self.set_last_success: Callable[[float], None] = self._set_last_success_clock
         else:
-            self.running = self._running.append
-            self.stopped = self._running.pop
-            self.set_last_success = functools.partial(setattr, self, "last_success_time")
+            in_progress = metrics.in_progress.labels(agent, operation)
+            self.running = in_progress.inc
+            self.stopped = in_progress.dec
+            self.set_last_success = metrics.last_success.labels(agent, operation).set
+
+    def _set_last_success_clock(self, unix_time: float) -> None:
+        self.last_success_clock = CLOCK() - (time.time() - unix_time)
 
     @property
     def in_progress(self) -> int:
         return len(self._running)
+
+    @property
+    def last_success_time(self) -> float:
+        """Unix time of the last success (0 if none), from the monotonic clock."""
+        if not self.last_success_clock:
+            return 0.0
+        return time.time() - (CLOCK() - self.last_success_clock)
 
     def error(self, error_type: str) -> Any:
         """The errors counter child for ``error_type``, bounded by the guard."""

@@ -21,6 +21,7 @@ from .. import __version__
 from .redaction import REDACTED, is_secret_key
 
 __all__ = [
+    "GLOBAL_TRACING",
     "INSTRUMENTATION_NAME",
     "attribute_value",
     "get_tracer",
@@ -50,26 +51,36 @@ def tracing_enabled(provider: TracerProvider | None = None) -> bool:
 # it at once; an application installing its own provider sees spans start
 # within that second.
 _RECHECK_SECONDS = 1.0
-_global_enabled = False
-_next_check = 0.0
+
+
+class _GlobalTracing:
+    __slots__ = ("enabled", "next_check")
+
+    def __init__(self) -> None:
+        self.enabled = False
+        self.next_check = 0.0
+
+    def check(self, now: float) -> bool:
+        """Look again (``now`` from time.perf_counter); called while not enabled."""
+        self.next_check = now + _RECHECK_SECONDS
+        self.enabled = not isinstance(trace.get_tracer_provider(), _NOOP_PROVIDERS)
+        return self.enabled
+
+
+GLOBAL_TRACING = _GlobalTracing()
 
 
 def global_tracing_enabled() -> bool:
-    global _global_enabled, _next_check
-    if _global_enabled:
+    tracing = GLOBAL_TRACING
+    if tracing.enabled:
         return True
-    now = time.monotonic()
-    if now < _next_check:
-        return False
-    _next_check = now + _RECHECK_SECONDS
-    _global_enabled = not isinstance(trace.get_tracer_provider(), _NOOP_PROVIDERS)
-    return _global_enabled
+    now = time.perf_counter()
+    return now >= tracing.next_check and tracing.check(now)
 
 
 def refresh() -> None:
     """Look at the global tracer provider again on the next call."""
-    global _next_check
-    _next_check = 0.0
+    GLOBAL_TRACING.next_check = 0.0
 
 
 def get_tracer(provider: TracerProvider | None = None) -> Tracer:
