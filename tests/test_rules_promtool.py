@@ -331,6 +331,19 @@ def success_rate_cases() -> list[dict[str, Any]]:
                 ops(agent, "failure", counter((calls / w, 40))),
             ]
         fire_min.append(expected(agent, t, 0.0))
+    # Each batch run pushes its own process's totals under the same grouping key, replacing
+    # the previous run's: 1000 successes, then 1010 successes and 60 failures (94% of the
+    # second run succeeded). rate() sees +10 successes and +60 failures: a 14% "success
+    # ratio" over 70 operations, from snapshots that are not live traffic at all.
+    pushed_at = 20 + minutes(C.success_rate_for) + 1
+    pushed = [
+        series(
+            "dpagent_operations_total", gauge((first, 20), (second, 20)), job="dpagent_batch",
+            instance="batch-host", agent=agent, operation="batch", outcome=outcome,
+        )
+        for agent in THRESHOLDS
+        for outcome, first, second in (("success", 1000, 1010), ("failure", 0, 60))
+    ]  # fmt: skip
     return [
         group(
             f"{name}: each agent just under its own objective", below, [alert_test(name, at, fire)]
@@ -345,6 +358,11 @@ def success_rate_cases() -> list[dict[str, Any]]:
             f"{name}: every call fails, {MIN_OPS + 1} calls a window",
             enough,
             [alert_test(name, at, fire_min)],
+        ),
+        group(
+            f"{name}: a batch run pushed again to the Pushgateway",
+            pushed,
+            [alert_test(name, pushed_at, [])],
         ),
     ]
 
@@ -476,6 +494,22 @@ def error_spike_cases() -> list[dict[str, Any]]:
                 ops(agent, "failure", counter((0, int(spike_at)), (per_min, steps_after))),
             ]
         fire_few.append(expected(agent, (C.error_spike_min_failures + 0.5) / w / calls_per_min))
+    # Idle (series at 0) through the baseline window, then busy with failures: the baseline
+    # is 0/0 = NaN, which must count as the floor, not as "no baseline, never fire". Checked
+    # `for` after the first failing minute, before the baseline window takes in the spike.
+    idle_ratio = 0.1
+    idle_at = spike_at + 1 + minutes(C.error_spike_for)
+    assert idle_at - w < spike_at  # the offset baseline has not reached the spike yet
+    idle: list[dict[str, str]] = []
+    for agent in THRESHOLDS:
+        idle += [
+            ops(
+                agent,
+                "success",
+                counter((0, int(spike_at)), (PER_MIN * (1 - idle_ratio), steps_after)),
+            ),
+            ops(agent, "failure", counter((0, int(spike_at)), (PER_MIN * idle_ratio, steps_after))),
+        ]
     return [
         group(
             f"{name}: failure ratio {pct(baseline_ratio)} -> {pct(fire_ratio)}",
@@ -496,6 +530,11 @@ def error_spike_cases() -> list[dict[str, Any]]:
             f"{name}: {C.error_spike_min_failures + 0.5:g} failures in the window",
             enough,
             [alert_test(name, at, fire_few)],
+        ),
+        group(
+            f"{name}: idle for the baseline window, then {pct(idle_ratio)} failing",
+            idle,
+            [alert_test(name, idle_at, [expected(a, idle_ratio) for a in THRESHOLDS])],
         ),
     ]
 
@@ -715,6 +754,16 @@ def target_down_cases() -> list[dict[str, Any]]:
         )
 
     never = expected(JOB, "b:8000", None)
+    pg_for = minutes(C.pushgateway_down_for)
+    # The Pushgateway is not an agent: a ticket after a longer wait, not a page.
+    pushgateway = alert(
+        {"severity": "warning", "job": "pushgateway", "instance": "pg:9091"},
+        "Pushgateway pg:9091 (job pushgateway) is down",
+        f"Prometheus has failed to scrape the Pushgateway at pg:9091 (up = 0) for more than "
+        f"{dur(pg_for)}; batch runs keep working but their pushed metrics are not reaching "
+        "Prometheus.",
+        name,
+    )
     a_down, c_up = inputs[0], inputs[2]
     return [
         group(
@@ -730,10 +779,20 @@ def target_down_cases() -> list[dict[str, Any]]:
                 alert_test(
                     name,
                     down_at + for_,
+                    [never, *(expected(JOB, "a:8000", agent) for agent in agents[:2])],
+                ),
+                alert_test(
+                    name,
+                    down_at + pg_for - 1,
+                    [never, *(expected(JOB, "a:8000", agent) for agent in agents[:2])],
+                ),
+                alert_test(
+                    name,
+                    down_at + pg_for,
                     [
                         never,
                         *(expected(JOB, "a:8000", agent) for agent in agents[:2]),
-                        expected("pushgateway", "pg:9091", None),
+                        pushgateway,
                     ],
                 ),
             ],
@@ -824,10 +883,18 @@ def stalled_cases() -> list[dict[str, Any]]:
     stuck, idle, busy = THRESHOLDS
     n = int(fires) + 10
 
-    def in_progress(agent: str, value: float) -> dict[str, str]:
+    def in_progress(
+        agent: str, value: float, instance: str = INSTANCE, job: str = JOB
+    ) -> dict[str, str]:
         return series(
-            "dpagent_operations_in_progress", gauge((value, n)), job=JOB, instance=INSTANCE,
+            "dpagent_operations_in_progress", gauge((value, n)), job=job, instance=instance,
             agent=agent, operation="op",
+        )  # fmt: skip
+
+    def ops_at(agent: str, outcome: str, values: str, instance: str) -> dict[str, str]:
+        return series(
+            "dpagent_operations_total", values, job=JOB, instance=instance, agent=agent,
+            operation="op", outcome=outcome,
         )  # fmt: skip
 
     inputs = [
@@ -841,19 +908,92 @@ def stalled_cases() -> list[dict[str, Any]]:
         in_progress(busy, 1),
         ops(busy, "success", counter((5, n))),
     ]
-    expected = alert(
-        {"severity": "critical", "agent": stuck},
-        f"{stuck} has operations in progress but none finishing",
-        f"2 {stuck} operations are in progress and none has finished (succeeded or failed) "
-        f"in the last {dur(w)}, for {dur(for_)}.",
-        name,
-    )
+
+    def expected(agent: str, count: int, instance: str = INSTANCE) -> dict[str, Any]:
+        return alert(
+            {"severity": "critical", "agent": agent, "job": JOB, "instance": instance},
+            f"{agent} has operations in progress but none finishing",
+            f"{count} {agent} operations are in progress on {instance} and none has finished "
+            f"(succeeded or failed) in the last {dur(w)}, for {dur(for_)}.",
+            name,
+        )
+
+    # Two replicas of one agent: r1 hangs (1 in progress, nothing finishing), r2 keeps
+    # working. Summed over the agent, r2's completions would hide r1's stall.
+    replicas = [
+        in_progress(stuck, 1, instance="r1:8000"),
+        ops_at(stuck, "success", counter((5, stops), (0, n - stops)), "r1:8000"),
+        in_progress(stuck, 1, instance="r2:8000"),
+        ops_at(stuck, "success", counter((5, n)), "r2:8000"),
+    ]
+    # A batch run pushed mid-operation: its snapshot has 1 in progress and counters that
+    # never move again (rate 0). It is not running now, so it cannot be stalled.
+    pushed = [
+        in_progress(stuck, 1, instance="batch-host", job="dpagent_batch"),
+        series(
+            "dpagent_operations_total", gauge((40, n)), job="dpagent_batch",
+            instance="batch-host", agent=stuck, operation="op", outcome="success",
+        ),
+    ]  # fmt: skip
+    # An agent whose operations legitimately take longer than the window: one finished
+    # after more than the window (only the +Inf bucket counts it), another is running now.
+    long_le = max(b for b in BUCKETS if b <= C.stalled_window)
+    long_running = [
+        in_progress(busy, 1),
+        ops(busy, "success", counter((1, 5), (0, n - 5))),
+        *(
+            series(
+                "dpagent_operation_duration_seconds_bucket",
+                counter((0, n)),
+                job=JOB,
+                instance=INSTANCE,
+                agent=busy,
+                operation="op",
+                le=le_text(b),
+            )
+            for b in BUCKETS
+            if b <= long_le
+        ),
+        series(
+            "dpagent_operation_duration_seconds_bucket",
+            counter((1, 5), (0, n - 5)),
+            job=JOB,
+            instance=INSTANCE,
+            agent=busy,
+            operation="op",
+            le="+Inf",
+        ),
+        series(
+            "dpagent_operation_duration_seconds_count",
+            counter((1, 5), (0, n - 5)),
+            job=JOB,
+            instance=INSTANCE,
+            agent=busy,
+            operation="op",
+        ),
+    ]
     return [
         group(
             f"{name}: nothing finished for {dur(w)} + {dur(for_)}",
             inputs,
-            [alert_test(name, fires - 1, []), alert_test(name, fires, [expected])],
-        )
+            [alert_test(name, fires - 1, []), alert_test(name, fires, [expected(stuck, 2)])],
+        ),
+        group(
+            f"{name}: one replica hangs while another keeps finishing",
+            replicas,
+            [alert_test(name, fires, [expected(stuck, 1, "r1:8000")])],
+        ),
+        group(
+            f"{name}: a pushed batch snapshot with an operation in progress",
+            pushed,
+            [alert_test(name, fires, [])],
+        ),
+        group(
+            f"{name}: operations longer than {dur(w)} finished in the last "
+            f"{dur(minutes(C.stalled_long_operation_lookback))}",
+            long_running,
+            [alert_test(name, fires, [])],
+        ),
     ]
 
 
@@ -1080,8 +1220,8 @@ MUTATIONS: dict[str, tuple[str, str, str]] = {
     ),
     "error spike against the floor only": (
         "DPAgentErrorSpike",
-        "3 * clamp_min(",
-        "1 * clamp_min(",
+        "3 * (\n",
+        "1 * (\n",
     ),
     "error spike without its failure count": (
         "DPAgentErrorSpike",
@@ -1113,8 +1253,8 @@ MUTATIONS: dict[str, tuple[str, str, str]] = {
     "cpu in percent": ("DPAgentHighCPU", "[5m]) > 0.9", "[5m]) > 90"),
     "stalled ignores in-progress": (
         "DPAgentStalled",
-        "(dpagent_operations_in_progress) > 0",
-        "(dpagent_operations_in_progress) >= 0",
+        '(dpagent_operations_in_progress{job="dpagent"}) > 0',
+        '(dpagent_operations_in_progress{job="dpagent"}) >= 0',
     ),
     "degraded without the minimum p95": (
         "DPAgentPerformanceDegraded",

@@ -30,6 +30,7 @@ from typing import Any, Final
 
 import yaml
 
+from dpagent.telemetry.metrics import DURATION_BUCKETS
 from dpagent.telemetry.thresholds import THRESHOLDS, AgentThresholds
 
 __all__ = [
@@ -113,9 +114,13 @@ class RulesConfig:
     """
 
     thresholds: Mapping[str, AgentThresholds] = field(default_factory=lambda: THRESHOLDS)
-    # Scrape job of the agents' /metrics endpoints, and every job whose targets page when down.
+    # Scrape job of the agents' /metrics endpoints. Every rate, ratio, quantile and in-progress
+    # reading is restricted to it: a batch run's pushed series (job `dpagent_batch` through the
+    # Pushgateway) are a snapshot of one process, replaced wholesale by the next run's, so their
+    # rate is 0 between pushes and a meaningless jump (or fake counter reset) at each push.
     agent_job: str = "dpagent"
-    target_jobs: tuple[str, ...] = ("dpagent", "pushgateway")
+    # Scrape job of the Pushgateway: its being down loses batch metrics, it pages nobody.
+    pushgateway_job: str = "pushgateway"
     # Base of every runbook_url; an anchor per alert (the alert name, lower-cased) is appended.
     runbook_base_url: str = "docs/runbook.md"
     # Fewest operations in a window for any ratio alert to fire: a handful of calls cannot page.
@@ -139,6 +144,7 @@ class RulesConfig:
     error_spike_for: float = _duration(120)
 
     target_down_for: float = _duration(120)
+    pushgateway_down_for: float = _duration(600)
     # How far back a down target's agents are looked up, to give its alert the `agent` label.
     target_down_agent_lookback: float = _duration(6 * 3600)
 
@@ -151,6 +157,10 @@ class RulesConfig:
     # DPAgentStalled: operations in progress, none finished over `window`, for `for_`.
     stalled_window: float = _duration(600)
     stalled_for: float = _duration(600)
+    # An agent that finished an operation longer than the stall window (the largest duration
+    # bucket within it) in this lookback has operations that legitimately outlast the window:
+    # nothing finishing for a while is normal for it, not a stall.
+    stalled_long_operation_lookback: float = _duration(86400)
 
     # DPAgentPerformanceDegraded: p95 over `window` > factor x the same window `offset` ago.
     degraded_factor: float = 2.0
@@ -266,6 +276,12 @@ def _sel(**labels: str) -> str:
     return "{" + ", ".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
 
 
+def _live(config: RulesConfig, metric: str, **labels: str) -> str:
+    """``metric`` as scraped from the agents themselves (job ``agent_job``), never the
+    Pushgateway's frozen snapshots of batch runs."""
+    return metric + _sel(job=config.agent_job, **labels)
+
+
 # --- the rules --------------------------------------------------------------------------
 
 
@@ -366,12 +382,13 @@ def _p95(w: float) -> str:
 
 
 def _recording_rules(config: RulesConfig) -> Iterator[dict[str, Any]]:
+    ops, failures = _live(config, _OPS), _live(config, _OPS, outcome="failure")
     for w in _ratio_windows(config):
         d = format_duration(w)
-        yield _record(_ops_rate(w), f"sum by (agent) (rate({_OPS}[{d}]))")
+        yield _record(_ops_rate(w), f"sum by (agent) (rate({ops}[{d}]))")
         yield _record(
             f"agent:dpagent_operation_failures:rate{d}",
-            f'sum by (agent) (rate({_OPS}{{outcome="failure"}}[{d}]))',
+            f"sum by (agent) (rate({failures}[{d}]))",
         )
         # Division by a zero rate gives NaN, which never satisfies a comparison: an idle
         # agent neither fires nor resolves a ratio alert.
@@ -382,7 +399,7 @@ def _recording_rules(config: RulesConfig) -> Iterator[dict[str, Any]]:
     yield _record(
         _success_ratio(config.success_rate_window),
         f"""
-        sum by (agent) (rate({_OPS}{{outcome="success"}}[{d}]))
+        sum by (agent) (rate({_live(config, _OPS, outcome="success")}[{d}]))
         /
         {_ops_rate(config.success_rate_window)}
         """,
@@ -396,9 +413,9 @@ def _recording_rules(config: RulesConfig) -> Iterator[dict[str, Any]]:
             _slow_ratio(config.slow_window),
             f"""
             1 - (
-              sum by (agent) (rate({_DURATION}_bucket{_sel(agent=agent, le=le)}[{d}]))
+              sum by (agent) (rate({_live(config, _DURATION + "_bucket", agent=agent, le=le)}[{d}]))
               /
-              sum by (agent) (rate({_DURATION}_count{_sel(agent=agent)}[{d}]))
+              sum by (agent) (rate({_live(config, _DURATION + "_count", agent=agent)}[{d}]))
             )
             """,
             agent=agent,
@@ -407,8 +424,17 @@ def _recording_rules(config: RulesConfig) -> Iterator[dict[str, Any]]:
         d = format_duration(w)
         yield _record(
             _p95(w),
-            f"histogram_quantile(0.95, sum by (agent, le) (rate({_DURATION}_bucket[{d}])))",
+            "histogram_quantile(0.95, sum by (agent, le) "
+            f"(rate({_live(config, _DURATION + '_bucket')}[{d}])))",
         )
+
+
+def _stall_bucket(config: RulesConfig) -> float:
+    """The largest duration bucket boundary within the stall window."""
+    within = [b for b in DURATION_BUCKETS if b <= config.stalled_window]
+    if not within:
+        raise ValueError(f"stalled_window {config.stalled_window!r} s is below every bucket")
+    return within[-1]
 
 
 def _guard(config: RulesConfig, w: float) -> str:
@@ -493,17 +519,26 @@ def _generic_alerts(config: RulesConfig) -> Iterator[dict[str, Any]]:
     c = config
     w, base = c.error_spike_window, c.error_spike_baseline_window
     d, bd = format_duration(w), format_duration(base)
+    # The baseline is NaN (0/0) when the agent was idle in the baseline window and absent
+    # when it did not exist yet; both fall back to the floor (`>= 0` drops the NaN), or an
+    # agent that starts failing after a quiet hour could never spike.
     yield _alert(
         c,
         "DPAgentErrorSpike",
         f"""
         {_error_ratio(w)}
         > on (agent)
-        {_num(c.error_spike_factor)} * clamp_min(
-            sum by (agent) (rate({_OPS}{{outcome="failure"}}[{bd}] offset {d}))
-            /
-            sum by (agent) (rate({_OPS}[{bd}] offset {d})),
-            {_num(c.error_spike_min_ratio)}
+        {_num(c.error_spike_factor)} * (
+            clamp_min(
+                (
+                    sum by (agent) (rate({_live(c, _OPS, outcome="failure")}[{bd}] offset {d}))
+                    /
+                    sum by (agent) (rate({_live(c, _OPS)}[{bd}] offset {d}))
+                ) >= 0,
+                {_num(c.error_spike_min_ratio)}
+            )
+            or on (agent)
+            agent:dpagent_operation_failures:rate{d} * 0 + {_num(c.error_spike_min_ratio)}
         )
         and on (agent)
         agent:dpagent_operation_failures:rate{d} * {_num(w)} >= {c.error_spike_min_failures}
@@ -516,7 +551,7 @@ def _generic_alerts(config: RulesConfig) -> Iterator[dict[str, Any]]:
         f"{bd} before.",
     )
 
-    jobs = "|".join(c.target_jobs)
+    job = c.agent_job
     lookback = format_duration(c.target_down_agent_lookback)
     # A down target exposes nothing, so its agents are read from its last samples; a target
     # never seen reporting an agent still alerts, without the `agent` label.
@@ -525,12 +560,12 @@ def _generic_alerts(config: RulesConfig) -> Iterator[dict[str, Any]]:
         "DPAgentTargetDown",
         f"""
         (
-          (up{{job=~"{jobs}"}} == 0)
+          (up{{job="{job}"}} == 0)
           * on (job, instance) group_right ()
-          group by (job, instance, agent) (last_over_time({_OPS}{{job=~"{jobs}"}}[{lookback}]))
+          group by (job, instance, agent) (last_over_time({_live(c, _OPS)}[{lookback}]))
         )
         or on (job, instance)
-        (up{{job=~"{jobs}"}} == 0)
+        (up{{job="{job}"}} == 0)
         """,
         c.target_down_for,
         "critical",
@@ -538,6 +573,20 @@ def _generic_alerts(config: RulesConfig) -> Iterator[dict[str, Any]]:
         f"Prometheus has failed to scrape {{{{ $labels.instance }}}} of job "
         f"{{{{ $labels.job }}}} (up = {{{{ $value }}}}) for more than "
         f"{format_duration(c.target_down_for)}; its agents' metrics are missing.",
+    )
+    # The Pushgateway: while it is down batch runs still work, but their pushes fail and
+    # their metrics are missing. That is a ticket, not a page; and its pushed series carry
+    # the batch's own job label, so no agent can be named.
+    yield _alert(
+        c,
+        "DPAgentTargetDown",
+        f'up{{job="{c.pushgateway_job}"}} == 0',
+        c.pushgateway_down_for,
+        "warning",
+        "Pushgateway {{ $labels.instance }} (job {{ $labels.job }}) is down",
+        f"Prometheus has failed to scrape the Pushgateway at {{{{ $labels.instance }}}} "
+        f"(up = {{{{ $value }}}}) for more than {format_duration(c.pushgateway_down_for)}; "
+        "batch runs keep working but their pushed metrics are not reaching Prometheus.",
     )
 
     yield _alert(
@@ -567,18 +616,32 @@ def _generic_alerts(config: RulesConfig) -> Iterator[dict[str, Any]]:
     )
 
     sw = format_duration(c.stalled_window)
+    long_le = le_label(_stall_bucket(c))
+    slw = format_duration(c.stalled_long_operation_lookback)
+    by = "job, instance, agent"
+    # Per process (one stuck replica is a stall even while others finish work), live targets
+    # only (a pushed batch snapshot keeps its in-progress gauge and counters frozen forever),
+    # and not for agents whose operations have recently taken longer than the window.
     yield _alert(
         c,
         "DPAgentStalled",
         f"""
-        sum by (agent) ({_IN_PROGRESS}) > 0
-        and on (agent)
-        sum by (agent) (increase({_OPS}[{sw}])) == 0
+        sum by ({by}) ({_live(c, _IN_PROGRESS)}) > 0
+        and on ({by})
+        sum by ({by}) (increase({_live(c, _OPS)}[{sw}])) == 0
+        unless on (agent)
+        (
+          sum by (agent) (increase({_live(c, _DURATION + "_count")}[{slw}]))
+          - on (agent)
+          sum by (agent) (increase({_live(c, _DURATION + "_bucket", le=long_le)}[{slw}]))
+          > 0
+        )
         """,
         c.stalled_for,
         "critical",
         "{{ $labels.agent }} has operations in progress but none finishing",
-        f"{{{{ $value }}}} {{{{ $labels.agent }}}} operations are in progress and none has "
+        f"{{{{ $value }}}} {{{{ $labels.agent }}}} operations are in progress on "
+        f"{{{{ $labels.instance }}}} and none has "
         f"finished (succeeded or failed) in the last {sw}, for "
         f"{format_duration(c.stalled_for)}.",
     )
@@ -591,14 +654,15 @@ def _generic_alerts(config: RulesConfig) -> Iterator[dict[str, Any]]:
         {_p95(c.degraded_window)}
         > on (agent)
         {_num(c.degraded_factor)} * histogram_quantile(0.95,
-            sum by (agent, le) (rate({_DURATION}_bucket[{dw}] offset {off}))
+            sum by (agent, le) (rate({_live(c, _DURATION + "_bucket")}[{dw}] offset {off}))
         )
         and on (agent)
         {_p95(c.degraded_window)} >= {_num(c.degraded_min_p95_seconds)}
         and on (agent)
         {_guard(c, c.degraded_window)}
         and on (agent)
-        sum by (agent) (increase({_DURATION}_count[{dw}] offset {off})) >= {c.min_operations}
+        sum by (agent) (increase({_live(c, _DURATION + "_count")}[{dw}] offset {off}))
+        >= {c.min_operations}
         """,
         c.degraded_for,
         "warning",
@@ -613,7 +677,7 @@ def _generic_alerts(config: RulesConfig) -> Iterator[dict[str, Any]]:
         c,
         "DPAgentRateLimited",
         f"""
-        sum by (agent, endpoint) (rate({c.rate_limited_metric}[{rw}])) * 60
+        sum by (agent, endpoint) (rate({_live(c, c.rate_limited_metric)}[{rw}])) * 60
         > {_num(c.rate_limited_per_minute)}
         """,
         c.rate_limited_for,
