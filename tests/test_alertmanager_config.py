@@ -135,11 +135,18 @@ def test_inhibition_on_a_real_alertmanager(
         am,
         [
             {"alertname": "DPAgentTargetDown", "agent": "image_sourcing", **down},
+            # a down agent target that never reported an agent label
+            {
+                "alertname": "DPAgentTargetDown",
+                "job": "dpagent",
+                "instance": "c:8000",
+                "severity": "critical",
+            },
             {
                 "alertname": "DPAgentTargetDown",
                 "job": "pushgateway",
                 "instance": "pg:9091",
-                "severity": "critical",
+                "severity": "warning",
             },
             {
                 "alertname": "DPAgentSuccessRateLow",
@@ -187,7 +194,7 @@ def test_inhibition_on_a_real_alertmanager(
 
     def states(a: AlertmanagerServer) -> dict[tuple[str, ...], str] | None:
         alerts = a.alerts()
-        if len(alerts) < 9:
+        if len(alerts) < 10:
             return None
         return {
             (
@@ -199,10 +206,12 @@ def test_inhibition_on_a_real_alertmanager(
             for x in alerts
         }
 
-    got = am.wait_for(states, timeout=10, message="nine alerts in Alertmanager")
+    got = am.wait_for(states, timeout=10, message="ten alerts in Alertmanager")
     assert got == {
         ("DPAgentTargetDown", "image_sourcing", "a:8000", "critical"): "active",
-        ("DPAgentTargetDown", "", "pg:9091", "critical"): "active",
+        ("DPAgentTargetDown", "", "c:8000", "critical"): "active",
+        # neither has an agent: the critical one must not count as the same alert
+        ("DPAgentTargetDown", "", "pg:9091", "warning"): "active",
         # the down target's agent is held back; another agent is not
         ("DPAgentSuccessRateLow", "image_sourcing", "", "critical"): "suppressed",
         ("DPAgentSuccessRateLow", "bigcommerce_upload", "", "critical"): "active",
