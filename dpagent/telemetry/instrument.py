@@ -283,28 +283,32 @@ def instrument(
 
 
 def _wrap_function(func: Callable[..., Any], site: _Site) -> Callable[..., Any]:
+    enter, exit_ = site.enter, site.exit  # bound once: two lookups fewer per call
+
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        call = site.enter()
+        call = enter()
         try:
             result = func(*args, **kwargs)
         except BaseException as exc:
-            site.exit(call, exc)
+            exit_(call, exc)
             raise
-        site.exit(call, None)
+        exit_(call, None)
         return result
 
     return wrapper
 
 
 def _wrap_coroutine(func: Callable[..., Any], site: _Site) -> Callable[..., Any]:
+    enter, exit_ = site.enter, site.exit
+
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        call = site.enter()
+        call = enter()
         try:
             result = await func(*args, **kwargs)
         except BaseException as exc:
-            site.exit(call, exc)
+            exit_(call, exc)
             raise
-        site.exit(call, None)
+        exit_(call, None)
         return result
 
     return wrapper
