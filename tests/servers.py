@@ -78,6 +78,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+_S = TypeVar("_S")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROMETHEUS_CONFIG = REPO_ROOT / "deploy" / "prometheus" / "prometheus.yml"
@@ -720,6 +721,21 @@ class _Started(list[Any]):
             raise errors[0]
 
 
+def _factory(
+    tmp_path: Path, name: str, start: Callable[..., _S]
+) -> tuple[Callable[..., _S], _Started]:
+    """``make(*args, **kwargs)`` starting ``start`` in a fresh ``<name>-N`` work dir."""
+    started = _Started()
+    counter = iter(range(1_000_000))
+
+    def make(*args: Any, **kwargs: Any) -> _S:
+        server = start(tmp_path / f"{name}-{next(counter)}", *args, **kwargs)
+        started.append(server)
+        return server
+
+    return make, started
+
+
 @pytest.fixture
 def prometheus_factory(tmp_path: Path) -> Iterator[Callable[..., PrometheusServer]]:
     """Start real Prometheus servers; all are stopped when the test ends.
@@ -744,16 +760,7 @@ def prometheus_factory(tmp_path: Path) -> Iterator[Callable[..., PrometheusServe
     ``.set_targets(name, [...])``, ``.wait_for(predicate, timeout)``, ``.process.log()``.
     """
     _require("prometheus")
-    started = _Started()
-    counter = iter(range(1_000_000))
-
-    def make(
-        config: Path | str | Mapping[str, Any] | None = None, **kwargs: Any
-    ) -> PrometheusServer:
-        server = start_prometheus(tmp_path / f"prometheus-{next(counter)}", config, **kwargs)
-        started.append(server)
-        return server
-
+    make, started = _factory(tmp_path, "prometheus", start_prometheus)
     yield make
     started.stop_all()
 
@@ -776,16 +783,7 @@ def alertmanager_factory(tmp_path: Path) -> Iterator[Callable[..., AlertmanagerS
     ``.wait_for(predicate, timeout)``.
     """
     _require("prometheus-alertmanager")
-    started = _Started()
-    counter = iter(range(1_000_000))
-
-    def make(
-        config: Path | str | Mapping[str, Any] | None = None, **kwargs: Any
-    ) -> AlertmanagerServer:
-        server = start_alertmanager(tmp_path / f"alertmanager-{next(counter)}", config, **kwargs)
-        started.append(server)
-        return server
-
+    make, started = _factory(tmp_path, "alertmanager", start_alertmanager)
     yield make
     started.stop_all()
 
@@ -794,14 +792,7 @@ def alertmanager_factory(tmp_path: Path) -> Iterator[Callable[..., AlertmanagerS
 def pushgateway_factory(tmp_path: Path) -> Iterator[Callable[..., PushgatewayServer]]:
     """Start real Pushgateways (``pushgateway_factory(extra_args=())``); stopped at test end."""
     _require("prometheus-pushgateway")
-    started = _Started()
-    counter = iter(range(1_000_000))
-
-    def make(extra_args: Sequence[str] = ()) -> PushgatewayServer:
-        server = start_pushgateway(tmp_path / f"pushgateway-{next(counter)}", extra_args)
-        started.append(server)
-        return server
-
+    make, started = _factory(tmp_path, "pushgateway", start_pushgateway)
     yield make
     started.stop_all()
 
